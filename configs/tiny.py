@@ -1,0 +1,15 @@
+"""A tiny configuration for tests and smoke runs (small batches, short videos)."""
+
+from configs import base
+
+
+def get_config():
+  c = base.get_config()
+  c.seed = 0
+  c.data.max_video_clips = 24
+  c.data.max_text_tokens = 8
+  c.data.max_windows = 4
+  c.train.batch_size = 4
+  c.train.eval_batch_size = 4
+  c.train.num_epochs = 2
+  return c

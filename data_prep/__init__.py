@@ -1,0 +1,1 @@
+"""Dataset builders and converters: real annotation/feature formats to TFDS, synthetic data."""

@@ -1,0 +1,1 @@
+"""Entry points: training, evaluation, inference and cluster launch scripts."""

@@ -1,0 +1,1 @@
+"""Untrained reference points: the cosine-similarity baseline and chance."""

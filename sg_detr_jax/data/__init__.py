@@ -1,0 +1,1 @@
+"""Input data: dataset conventions, training targets and the grain input pipeline."""
