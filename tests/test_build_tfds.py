@@ -146,3 +146,13 @@ def test_cli_split_pairs_and_errors(tmp_path, capsys):
   rc = build_tfds.main(["--dataset", "qvhighlights", "--annotations", "nonsense",
                         "--video-features", vdir, "--text-features", tdir, "--data-dir", "x"])
   assert rc == 2 and "SPLIT=PATH" in capsys.readouterr().err
+
+
+def test_split_names_from_official_file_names(tmp_path):
+  for name in ("highlight_train_release.jsonl", "highlight_val_release.jsonl",
+               "highlight_test_release.jsonl", "highlight_test_with_gt.jsonl", "README.md"):
+    (tmp_path / name).write_text("")
+  splits = build_tfds.discover_splits([str(tmp_path)])
+  assert {k: os.path.basename(v) for k, v in splits.items()} == {
+      "train": "highlight_train_release.jsonl", "val": "highlight_val_release.jsonl",
+      "test": "highlight_test_release.jsonl", "test_with_gt": "highlight_test_with_gt.jsonl"}
