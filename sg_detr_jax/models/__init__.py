@@ -1,0 +1,1 @@
+"""SG-DETR model modules (flax.nnx)."""

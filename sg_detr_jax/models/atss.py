@@ -1,0 +1,102 @@
+"""ATSS anchors, box coding and assignment in 1-D (architecture.md §3.8), pure jnp functions.
+
+Units: feature-index (clip) units throughout, with the dataset's clip length applied by callers
+(ambiguity A11: the official code hard-codes 2-s clips). One anchor per position; level l has stride
+s_l and size a_l clips; anchor k spans center -+ (a_l - 1) / 2 with center = s_l * k + s_l / 2.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+BOX_WEIGHTS = (10.0, 5.0)
+MAX_DW = math.log(1000.0 / 16)
+
+
+def make_anchors(num_clips: int, strides, sizes) -> tuple[np.ndarray, np.ndarray]:
+  """All anchors of a padded video of `num_clips` clips.
+
+  Returns:
+    anchors [A, 2] (x1, x2) in clip units, level id [A]; levels concatenated in order.
+  """
+  out, level = [], []
+  for i, (s, a) in enumerate(zip(strides, sizes)):
+    n = int(round(num_clips / s))
+    center = s * np.arange(n) + s / 2
+    out.append(np.stack([center - (a - 1) / 2, center + (a - 1) / 2], axis=1))
+    level.append(np.full(n, i))
+  return np.concatenate(out).astype(np.float32), np.concatenate(level)
+
+
+def encode(gt: jax.Array, anchors: jax.Array) -> jax.Array:
+  """(dx, dw) regression targets of gt [.., 2] w.r.t. anchors [.., 2], "+1" width convention."""
+  aw = anchors[..., 1] - anchors[..., 0] + 1
+  ac = (anchors[..., 0] + anchors[..., 1]) / 2
+  gw = gt[..., 1] - gt[..., 0] + 1
+  gc = (gt[..., 0] + gt[..., 1]) / 2
+  return jnp.stack([BOX_WEIGHTS[0] * (gc - ac) / aw, BOX_WEIGHTS[1] * jnp.log(gw / aw)], axis=-1)
+
+
+def decode(deltas: jax.Array, anchors: jax.Array) -> jax.Array:
+  """Inverse of `encode`: (dx, dw) [.., 2] -> (start, end) [.., 2]; dw/5 clamped at log(1000/16)."""
+  aw = anchors[..., 1] - anchors[..., 0] + 1
+  ac = (anchors[..., 0] + anchors[..., 1]) / 2
+  pc = deltas[..., 0] / BOX_WEIGHTS[0] * aw + ac
+  pw = jnp.exp(jnp.minimum(deltas[..., 1] / BOX_WEIGHTS[1], MAX_DW)) * aw
+  return jnp.stack([pc - (pw - 1) / 2, pc + (pw - 1) / 2], axis=-1)
+
+
+def interval_iou(a: jax.Array, b: jax.Array) -> jax.Array:
+  """Pairwise IoU of [N, 2] and [M, 2] intervals -> [N, M] (0 where the union is 0)."""
+  inter = jnp.clip(jnp.minimum(a[:, None, 1], b[None, :, 1])
+                   - jnp.maximum(a[:, None, 0], b[None, :, 0]), 0)
+  union = (a[:, None, 1] - a[:, None, 0]) + (b[None, :, 1] - b[None, :, 0]) - inter
+  return jnp.where(union > 0, inter / jnp.where(union > 0, union, 1), 0.0)
+
+
+def assign(anchors: jax.Array, level_sizes, gt: jax.Array, gt_mask: jax.Array, top_k: int):
+  """ATSS assignment of one sample.
+
+  Args:
+    anchors: [A, 2] (x1, x2) clip units, levels concatenated with sizes `level_sizes` (static).
+    level_sizes: number of anchors of each level.
+    gt: [G, 2] ground-truth (start, end) in clip units (padded).
+    gt_mask: [G] bool, valid GT.
+    top_k: candidates per level (closest centers).
+
+  Returns:
+    labels [A] bool (positive), matched [A] int32 GT index, targets [A, 2] = encode(gt[matched]).
+  """
+  centers = (anchors[:, 0] + anchors[:, 1]) / 2
+  gt_c = (gt[:, 0] + gt[:, 1]) / 2
+  dist = jnp.abs(centers[:, None] - gt_c[None, :])  # [A, G]
+  cand = []
+  start = 0
+  for n in level_sizes:
+    k = min(top_k, n)
+    _, idx = jax.lax.top_k(-dist[start:start + n].T, k)  # [G, k] closest anchors of this level
+    cand.append(jnp.zeros((gt.shape[0], n), bool).at[jnp.arange(gt.shape[0])[:, None], idx].set(
+        True))
+    start += n
+  cand = jnp.concatenate(cand, axis=1).T  # [A, G]
+  iou = interval_iou(anchors, gt)  # [A, G]
+  num = cand.sum(0)
+  mean = (iou * cand).sum(0) / num
+  std = jnp.sqrt(((iou - mean) ** 2 * cand).sum(0) / (num - 1))  # unbiased, as torch.std
+  inside = jnp.minimum(centers[:, None] - gt[None, :, 0], gt[None, :, 1] - centers[:, None]) > 1e-7
+  positive = cand & (iou >= (mean + std)[None, :]) & inside & gt_mask[None, :]
+  score = jnp.where(positive, iou, -1.0)
+  matched = jnp.argmax(score, axis=1).astype(jnp.int32)
+  labels = positive.any(axis=1)
+  return labels, matched, encode(gt[matched], anchors)
+
+
+def centerness(anchors: jax.Array, gt: jax.Array) -> jax.Array:
+  """Target centerness c* = min(c - gs, ge - c) / max(c - gs, ge - c) of anchor centers in gt."""
+  c = (anchors[..., 0] + anchors[..., 1]) / 2
+  left, right = c - gt[..., 0], gt[..., 1] - c
+  return jnp.clip(jnp.minimum(left, right), 0) / jnp.maximum(jnp.maximum(left, right), 1e-6)

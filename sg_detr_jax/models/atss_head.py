@@ -1,0 +1,52 @@
+"""ATSS auxiliary head (architecture.md §3.8): separate classification and regression stems of
+3 x [Conv1d k=3 (no bias) -> LN -> ReLU], shared across FPN levels, with a per-level learnable
+scale on the regression output and the centerness branch on the regression stem."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from sg_detr_jax.models import layers
+
+
+def _conv(d_in, d_out, rngs, bias_init=None, use_bias=True):
+  kw = {"bias_init": bias_init} if bias_init is not None else {}
+  return nnx.Conv(d_in, d_out, kernel_size=(3,), padding=[(1, 1)], use_bias=use_bias,
+                  kernel_init=layers.normal(0.01), rngs=rngs, **kw)
+
+
+class Stem(nnx.Module):
+  """3 x [Conv(k=3, no bias) -> LN -> ReLU]."""
+
+  def __init__(self, d, num_convs, rngs):
+    self.convs = nnx.List([_conv(d, d, rngs, use_bias=False) for _ in range(num_convs)])
+    self.norms = nnx.List([layers.layer_norm(d, rngs) for _ in range(num_convs)])
+
+  def __call__(self, x):
+    for conv, norm in zip(self.convs, self.norms):
+      x = jax.nn.relu(norm(conv(x)))
+    return x
+
+
+class ATSSHead(nnx.Module):
+  """Per level: class logit [B, n, 1], box deltas [B, n, 2], centerness logit [B, n, 1]."""
+
+  def __init__(self, d: int, num_convs: int, num_levels: int, prior_prob: float, rngs: nnx.Rngs):
+    prior_logit = -math.log((1 - prior_prob) / prior_prob)
+    self.cls_stem = Stem(d, num_convs, rngs)
+    self.reg_stem = Stem(d, num_convs, rngs)
+    self.cls_logits = _conv(d, 1, rngs, jax.nn.initializers.constant(prior_logit))
+    self.bbox_reg = _conv(d, 2, rngs, jax.nn.initializers.zeros)
+    self.bbox_ctrness = _conv(d, 1, rngs, jax.nn.initializers.zeros)
+    self.scales = nnx.List([nnx.Param(jnp.ones((1,), jnp.float32)) for _ in range(num_levels)])
+
+  def __call__(self, levels):
+    out = []
+    for feat, scale in zip(levels, self.scales):
+      c, r = self.cls_stem(feat), self.reg_stem(feat)
+      out.append((self.cls_logits(c), self.bbox_reg(r) * scale[...], self.bbox_ctrness(r)))
+    return out

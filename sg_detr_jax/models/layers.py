@@ -1,0 +1,219 @@
+"""Building blocks shared by the SG-DETR modules (flax.nnx), batch-first everywhere.
+
+Randomness (dropout, DropPath) comes from an explicit `jax.random` key passed down at call time, not
+from NNX RNG state, so a jitted step is a pure function of (params, batch, rng) and a resumed run
+replays exactly. `train=False` (or `key=None`) makes every stochastic op the identity.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+# Finite "minus infinity" for masked logits: safe under bf16 (its max is ~3.4e38) and never produces
+# NaN when a whole row is masked.
+MASK_VALUE = -1e9
+TORCH_LN_EPS = 1e-5  # torch.nn.LayerNorm default (nnx defaults to 1e-6)
+
+
+def xavier_uniform(gain: float = 1.0):
+  """torch.nn.init.xavier_uniform_ with `gain`, for kernels stored [in, out]."""
+  return jax.nn.initializers.variance_scaling(gain ** 2, "fan_avg", "uniform")
+
+
+def normal(std: float):
+  return jax.nn.initializers.normal(std)
+
+
+def trunc_normal(std: float):
+  return jax.nn.initializers.truncated_normal(std)
+
+
+def leaky_relu_gain(slope: float) -> float:
+  """torch.nn.init.calculate_gain('leaky_relu', slope)."""
+  return math.sqrt(2.0 / (1 + slope ** 2))
+
+
+class KeySeq:
+  """Hands out fresh PRNG keys from one key; None stays None (deterministic mode)."""
+
+  def __init__(self, key: jax.Array | None):
+    self._key = key
+
+  def __call__(self) -> jax.Array | None:
+    if self._key is None:
+      return None
+    self._key, sub = jax.random.split(self._key)
+    return sub
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+  """Inverted dropout; identity when `key` is None or rate is 0."""
+  if key is None or rate == 0.0:
+    return x
+  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
+def drop_path(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+  """Stochastic depth on a residual branch: one Bernoulli draw per sample (axis 0)."""
+  if key is None or rate == 0.0:
+    return x
+  keep = jax.random.bernoulli(key, 1.0 - rate, (x.shape[0],) + (1,) * (x.ndim - 1))
+  return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
+def layer_norm(dim: int, rngs: nnx.Rngs) -> nnx.LayerNorm:
+  return nnx.LayerNorm(dim, epsilon=TORCH_LN_EPS, rngs=rngs)
+
+
+def linear(d_in: int, d_out: int, rngs: nnx.Rngs, kernel_init=None, bias_init=None,
+           use_bias: bool = True) -> nnx.Linear:
+  """nnx.Linear with torch-like defaults unless initialisers are given."""
+  kw = {}
+  if kernel_init is not None:
+    kw["kernel_init"] = kernel_init
+  if bias_init is not None:
+    kw["bias_init"] = bias_init
+  return nnx.Linear(d_in, d_out, use_bias=use_bias, rngs=rngs, **kw)
+
+
+def split_heads(x: jax.Array, num_heads: int) -> jax.Array:
+  """[B, L, H * d] -> [B, H, L, d]."""
+  b, l, _ = x.shape
+  return x.reshape(b, l, num_heads, -1).transpose(0, 2, 1, 3)
+
+
+def merge_heads(x: jax.Array) -> jax.Array:
+  """[B, H, L, d] -> [B, L, H * d]."""
+  b, h, l, d = x.shape
+  return x.transpose(0, 2, 1, 3).reshape(b, l, h * d)
+
+
+def attention_core(q: jax.Array, k: jax.Array, v: jax.Array, num_heads: int, *,
+                   key_mask: jax.Array | None = None, attn_mask: jax.Array | None = None,
+                   gate: jax.Array | None = None, dropout_rate: float = 0.0,
+                   key: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  """Multi-head scaled dot-product attention with no projections (callers project).
+
+  Args:
+    q: [B, Lq, H * dk]; k: [B, Lk, H * dk]; v: [B, Lk, H * dv].
+    num_heads: H.
+    key_mask: [B, Lk] bool, True = valid key.
+    attn_mask: [Lq, Lk] or [B, Lq, Lk] bool, True = blocked (group masks).
+    gate: [B, Lq] multiplies the post-softmax weights of each query row (SGCA's sigma(S_local)).
+    dropout_rate: attention-weight dropout.
+    key: PRNG key for the dropout, or None.
+
+  Returns:
+    output [B, Lq, H * dv] (before any output projection) and the head-averaged,
+    pre-dropout weights [B, Lq, Lk].
+  """
+  qh, kh, vh = split_heads(q, num_heads), split_heads(k, num_heads), split_heads(v, num_heads)
+  logits = jnp.einsum("bhqd,bhkd->bhqk", qh, kh) / jnp.sqrt(qh.shape[-1]).astype(q.dtype)
+  blocked = None
+  if key_mask is not None:
+    blocked = ~key_mask[:, None, None, :]
+  if attn_mask is not None:
+    am = attn_mask[None, None] if attn_mask.ndim == 2 else attn_mask[:, None]
+    blocked = am if blocked is None else (blocked | am)
+  if blocked is not None:
+    logits = jnp.where(blocked, jnp.asarray(MASK_VALUE, logits.dtype), logits)
+  weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(q.dtype)
+  if gate is not None:
+    weights = weights * gate[:, None, :, None].astype(weights.dtype)
+  avg = weights.mean(axis=1)
+  out = jnp.einsum("bhqk,bhkd->bhqd", dropout(weights, dropout_rate, key), vh)
+  return merge_heads(out), avg
+
+
+class PReLU(nnx.Module):
+  """torch.nn.PReLU with a single learnable slope."""
+
+  def __init__(self, init: float = 0.25):
+    self.weight = nnx.Param(jnp.full((1,), init, jnp.float32))
+
+  def __call__(self, x):
+    return jnp.where(x >= 0, x, self.weight[...].astype(x.dtype) * x)
+
+
+class FFN(nnx.Module):
+  """Lin(d -> e*d) -> PReLU -> Dropout -> Lin(e*d -> d) (official `FeedForwardNetwork`)."""
+
+  def __init__(self, dim: int, hidden: int, dropout_rate: float, rngs: nnx.Rngs,
+               kernel_init1=None, kernel_init2=None):
+    slope = 0.25
+    self.linear1 = linear(dim, hidden, rngs, kernel_init1 or xavier_uniform(leaky_relu_gain(slope)),
+                          jax.nn.initializers.zeros)
+    self.act = PReLU(slope)
+    self.linear2 = linear(hidden, dim, rngs, kernel_init2 or xavier_uniform(1.0),
+                          jax.nn.initializers.zeros)
+    self.dropout_rate = dropout_rate
+
+  def __call__(self, x, key=None):
+    return self.linear2(dropout(self.act(self.linear1(x)), self.dropout_rate, key))
+
+
+class MLP(nnx.Module):
+  """Linear layers with ReLU between them (official `SlimMLP`: linear_mapper.{0,2,4})."""
+
+  def __init__(self, d_in: int, d_hidden: int, d_out: int, num_layers: int, rngs: nnx.Rngs,
+               zero_last: bool = False, kernel_init=None):
+    dims = [d_in] + [d_hidden] * (num_layers - 1) + [d_out]
+    layers = []
+    for i in range(num_layers):
+      last = i == num_layers - 1
+      init = jax.nn.initializers.zeros if (last and zero_last) else kernel_init
+      binit = jax.nn.initializers.zeros if (last and zero_last) else None
+      layers.append(linear(dims[i], dims[i + 1], rngs, init, binit))
+    self.layers = nnx.List(layers)
+
+  def __call__(self, x):
+    for i, layer in enumerate(self.layers):
+      x = layer(x)
+      if i < len(self.layers) - 1:
+        x = jax.nn.relu(x)
+    return x
+
+
+def sine_position_embedding(mask: jax.Array, dim: int, temperature: float = 10000.0) -> jax.Array:
+  """DETR-style normalised sine embedding of valid positions, interleaved sin / cos.
+
+  Args:
+    mask: [B, L] bool, True = valid.
+    dim: embedding width (even).
+
+  Returns:
+    [B, L, dim]; position t gets x_t = 2 pi cumsum(mask)_t / (cumsum_last + 1e-6).
+  """
+  csum = jnp.cumsum(mask.astype(jnp.float32), axis=1)
+  x = csum / (csum[:, -1:] + 1e-6) * 2 * math.pi
+  return _interleaved_sine(x, dim, temperature)
+
+
+def _interleaved_sine(x: jax.Array, dim: int, temperature: float) -> jax.Array:
+  """[..., ] positions -> [..., dim] with sin at even and cos at odd features."""
+  k = jnp.arange(dim // 2, dtype=jnp.float32)
+  freq = temperature ** (2 * k / dim)
+  angles = x[..., None] / freq
+  return jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1).reshape(*x.shape, dim)
+
+
+def span_sine_embedding(spans: jax.Array, dim: int, temperature: float = 10000.0) -> jax.Array:
+  """Sine embedding of (center, width) references: [..., 2] -> [..., dim] = [PE(c); PE(w)].
+
+  Each coordinate is scaled by 2 pi and embedded in dim / 2 interleaved features.
+  """
+  half = dim // 2
+  c = _interleaved_sine(spans[..., 0] * 2 * math.pi, half, temperature)
+  w = _interleaved_sine(spans[..., 1] * 2 * math.pi, half, temperature)
+  return jnp.concatenate([c, w], axis=-1)
+
+
+def inverse_sigmoid(x: jax.Array, eps: float = 1e-3) -> jax.Array:
+  """log(x / (1 - x)) with x clipped to [0, 1] and both terms clamped at eps."""
+  x = jnp.clip(x, 0.0, 1.0)
+  return jnp.log(jnp.maximum(x, eps) / jnp.maximum(1 - x, eps))

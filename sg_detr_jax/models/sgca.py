@@ -1,0 +1,52 @@
+"""Saliency-guided cross-attention encoder, eq. (3)-(5) (architecture.md §3.4).
+
+Video clips query the text with no per-layer Q/K/V projections; the post-softmax weights of clip i
+are multiplied by sigma(S_local[i]) before attention dropout and the output projection. Only the
+clips are updated; the LayerNorm shared by all layers normalises the whole [video; text] sequence
+after every layer and once more at the end (the official layer-norm placement, kept for parity).
+"""
+
+from __future__ import annotations
+
+import jax
+from flax import nnx
+
+from sg_detr_jax.models import layers
+
+
+class SGCALayer(nnx.Module):
+  """V' = V + DP(W_o gated-attn); V'' = V' + DP(LN1(FFN(V'))); out = LN2(V'')."""
+
+  def __init__(self, d, heads, ffn_dim, dropout_rate, drop_path_rate, rngs, gated: bool = True):
+    self.out_proj = layers.linear(d, d, rngs, layers.xavier_uniform(1.0), jax.nn.initializers.zeros)
+    self.ffn = layers.FFN(d, ffn_dim, dropout_rate, rngs)
+    self.norm1 = layers.layer_norm(d, rngs)
+    self.norm2 = layers.layer_norm(d, rngs)
+    self.heads, self.dropout_rate, self.drop_path_rate = heads, dropout_rate, drop_path_rate
+    self.gated = gated
+
+  def __call__(self, video, video_pos, text, text_mask, saliency, keys):
+    gate = jax.nn.sigmoid(saliency) if self.gated else None
+    a, weights = layers.attention_core(video + video_pos, text, text, self.heads,
+                                       key_mask=text_mask, gate=gate,
+                                       dropout_rate=self.dropout_rate, key=keys())
+    v = video + layers.drop_path(self.out_proj(a), self.drop_path_rate, keys())
+    v = v + layers.drop_path(self.norm1(self.ffn(v, keys())), self.drop_path_rate, keys())
+    return self.norm2(v), weights
+
+
+class SGCAEncoder(nnx.Module):
+  """Stack of SGCA layers with the shared LayerNorm. Returns Vx [B, Lv, d]."""
+
+  def __init__(self, d, heads, ffn_dim, num_layers, dropout_rate, drop_path_rate, rngs,
+               gated: bool = True):
+    self.layers = nnx.List([SGCALayer(d, heads, ffn_dim, dropout_rate, drop_path_rate, rngs, gated)
+                            for _ in range(num_layers)])
+    self.norm = layers.layer_norm(d, rngs)
+
+  def __call__(self, video, video_pos, text, text_mask, saliency, keys):
+    for layer in self.layers:
+      video, _ = layer(video, video_pos, text, text_mask, saliency, keys)
+      # The shared LN runs over [video; text]: it is per-token, so apply it to each part.
+      video, text = self.norm(video), self.norm(text)
+    return self.norm(video)
