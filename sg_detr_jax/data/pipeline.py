@@ -89,9 +89,8 @@ def collate(examples: list[dict]) -> dict[str, Any]:
   batch["meta"] = {k: np.array([e["meta"][k] for e in examples], dtype=object)
                    for k in examples[0]["meta"]}
   src = batch["meta"]["source_vid"]
-  batch["real_neg"] = (src != np.roll(src, -1)) & batch["batch_mask"] & np.roll(
-      batch["batch_mask"], -1)
-  batch["real_neg"] = batch["real_neg"].astype(bool)
+  batch["real_neg"] = ((src != np.roll(src, -1)) & batch["batch_mask"]
+                       & np.roll(batch["batch_mask"], -1)).astype(bool)
   return batch
 
 

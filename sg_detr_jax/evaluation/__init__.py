@@ -49,7 +49,7 @@ def evaluate(submission: Sequence[Mapping], ground_truth: Sequence[Mapping],
     return eval_highlight_only(submission, ground_truth, task)
 
   # As in the official script, the first record decides which families are evaluated.
-  has_hd = task == "qvhighlights" and "pred_saliency_scores" in submission[0] if submission else False
+  has_hd = bool(submission) and task == "qvhighlights" and "pred_saliency_scores" in submission[0]
   validate_submission(submission, ground_truth, need_windows=True, need_saliency=has_hd,
                       source=source)
   metrics, brief = {}, OrderedDict()
