@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import jax
 import numpy as np
+from flax import nnx
 
 Rule = tuple[str, str, str]
 
@@ -126,9 +128,6 @@ def official_shape(shape: tuple[int, ...], transform: str) -> tuple[int, ...]:
 
 def flat_params(module) -> dict[str, np.ndarray]:
   """{dotted path: array} of every nnx.Param leaf of a module."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from flax import nnx  # pylint: disable=g-import-not-at-top
-
   pure = nnx.to_pure_dict(nnx.state(module, nnx.Param))
   leaves = jax.tree_util.tree_flatten_with_path(pure)[0]
   return {".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path): v

@@ -29,9 +29,8 @@ class EncoderLayer(nnx.Module):
   def __call__(self, x, pos, mask, keys):
     d = x.shape[-1]
     w, b = self.in_proj.kernel[...], self.in_proj.bias[...]
-    qk_in = x + pos
-    q = qk_in @ w[:, :d] + b[:d]
-    k = qk_in @ w[:, d:2 * d] + b[d:2 * d]
+    # Queries and keys share their input (x + pos): one matmul for both, then split.
+    q, k = jnp.split((x + pos) @ w[:, :2 * d] + b[:2 * d], 2, axis=-1)
     v = x @ w[:, 2 * d:] + b[2 * d:]
     a, _ = layers.attention_core(q, k, v, self.heads, key_mask=mask,
                                  dropout_rate=self.dropout_rate, key=keys())
