@@ -26,6 +26,46 @@ def get_config() -> ml_collections.ConfigDict:
   d.max_text_tokens = 40  # tokens kept per query
   d.max_windows = 10  # ground-truth windows kept per query (random subset in training)
 
+  # ---- model (architecture.md §3, §9; defaults = the released QVHighlights configuration) ------
+  c.model = m = ml_collections.ConfigDict()
+  m.d_model = 256
+  m.num_heads = 8
+  m.ffn_dim = 1024  # FFN hidden width (PReLU, one slope)
+  m.dropout = 0.1  # attention-weight and FFN dropout
+  m.drop_path = 0.15  # stochastic depth on every residual branch (A7)
+  m.input_dropout = 0.5  # dropout inside the input projections
+  m.pe_temperature = 10000.0  # sine embeddings of clip positions and decoder references
+  m.pooling_layers = 2  # local saliency head's attention-pooling layers (TACoS: 1)
+  m.logit_scale_init = 3.0  # theta of eq. 2 (scale exp(theta) ~ 20.1)
+  m.sgca_layers = 2
+  m.sgca_gated = True  # multiply post-softmax weights by sigmoid(S_local) (eq. 3); False = ablation (a)
+  m.sgca_qkv_proj = False  # per-layer learned Q/K/V in the cross-attention (paper's wording, A3)
+  m.encoder_layers = 3  # detector encoder (video only)
+  m.saliency_amplifier = True  # eq. 7/9; False: memory = encoder output
+  m.global_saliency = True  # eq. 8 offset head; False: S_global = S_local
+  m.fpn_strides = (0.5, 1, 2, 4)  # FPN levels in clips (fixed architecture, see models/fpn.py)
+  m.anchor_sizes = (4, 16, 32, 64)  # ATSS anchor size per level, clips
+  m.atss = True  # hybrid ATSS head (loss + WBF); False = DETR-only rows of the ablation
+  m.atss_convs = 3
+  m.atss_top_k = 12  # ATSS candidates per level (Charades: 18)
+  m.prior_prob = 0.35  # class-bias prior (Charades 0.25, TACoS 0.2)
+  m.num_queries = 25
+  m.proposal_widths = (0.05, 0.2, 0.4, 0.85)  # query-selector default width per FPN level
+  m.proposal_range = (0.0125, 0.9875)  # valid (center, width) range of a proposal
+  m.decoder_layers = 3
+  m.iou_head = True  # IoU-aware scoring (eq. 10); False = ablation rows (a)-(b)
+  m.collab = True  # Co-DETR query group from ATSS positives (training only)
+  m.collab_cap = 64  # static size of the collab group; slots >= max_b |P_b| are masked (A16)
+  m.denoise = False  # contrastive denoising groups (A1: off in every released config)
+  m.dn_budget = 300  # DN queries: groups = max(1, budget // (2 * max_windows))
+  m.dn_noise = 0.5
+  m.dn_negative_offset = 1.25
+  m.sentence_layers = 1  # CG-DETR sentence encoder (training-only alignment branch)
+  m.moment_layers = 1
+  m.text_pe_len = 100  # the official model's unused learned text PE (parameter-count parity)
+  m.negative_local_from_embedded = False  # A13: True = official (V with modality embedding)
+  m.dtype = "float32"  # compute dtype ("bfloat16": bf16 compute, fp32 parameters)
+
   # ---- training --------------------------------------------------------------------------------
   c.train = t = ml_collections.ConfigDict()
   t.batch_size = 128  # global batch

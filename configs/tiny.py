@@ -12,4 +12,8 @@ def get_config():
   c.train.batch_size = 4
   c.train.eval_batch_size = 4
   c.train.num_epochs = 2
+  # A narrow model: the architecture is unchanged, only widths shrink.
+  c.model.d_model = 64
+  c.model.ffn_dim = 128
+  c.model.collab_cap = 16
   return c

@@ -58,7 +58,8 @@ def interval_iou(a: jax.Array, b: jax.Array) -> jax.Array:
   return jnp.where(union > 0, inter / jnp.where(union > 0, union, 1), 0.0)
 
 
-def assign(anchors: jax.Array, level_sizes, gt: jax.Array, gt_mask: jax.Array, top_k: int):
+def assign(anchors: jax.Array, level_sizes, gt: jax.Array, gt_mask: jax.Array, top_k: int,
+           anchor_mask: jax.Array | None = None):
   """ATSS assignment of one sample.
 
   Args:
@@ -67,6 +68,8 @@ def assign(anchors: jax.Array, level_sizes, gt: jax.Array, gt_mask: jax.Array, t
     gt: [G, 2] ground-truth (start, end) in clip units (padded).
     gt_mask: [G] bool, valid GT.
     top_k: candidates per level (closest centers).
+    anchor_mask: [A] bool, anchors inside the sample's valid length (the official code builds
+      anchors per sample over its own length); None = all.
 
   Returns:
     labels [A] bool (positive), matched [A] int32 GT index, targets [A, 2] = encode(gt[matched]).
@@ -74,6 +77,9 @@ def assign(anchors: jax.Array, level_sizes, gt: jax.Array, gt_mask: jax.Array, t
   centers = (anchors[:, 0] + anchors[:, 1]) / 2
   gt_c = (gt[:, 0] + gt[:, 1]) / 2
   dist = jnp.abs(centers[:, None] - gt_c[None, :])  # [A, G]
+  if anchor_mask is None:
+    anchor_mask = jnp.ones(anchors.shape[0], bool)
+  dist = jnp.where(anchor_mask[:, None], dist, jnp.inf)
   cand = []
   start = 0
   for n in level_sizes:
@@ -82,7 +88,7 @@ def assign(anchors: jax.Array, level_sizes, gt: jax.Array, gt_mask: jax.Array, t
     cand.append(jnp.zeros((gt.shape[0], n), bool).at[jnp.arange(gt.shape[0])[:, None], idx].set(
         True))
     start += n
-  cand = jnp.concatenate(cand, axis=1).T  # [A, G]
+  cand = jnp.concatenate(cand, axis=1).T & anchor_mask[:, None]  # [A, G]
   iou = interval_iou(anchors, gt)  # [A, G]
   num = cand.sum(0)
   mean = (iou * cand).sum(0) / num

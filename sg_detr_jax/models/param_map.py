@@ -57,9 +57,12 @@ def local_saliency(ours: str, theirs: str, num_layers: int) -> Iterator[Rule]:
   yield f"{ours}.a_param", f"{theirs}.a_param", "copy"
 
 
-def sgca(ours: str, theirs: str, num_layers: int) -> Iterator[Rule]:
+def sgca(ours: str, theirs: str, num_layers: int, qkv_proj: bool = False) -> Iterator[Rule]:
   enc = f"{theirs}.t2v_encoder"
   for i in range(num_layers):
+    if qkv_proj:  # ablation only (A3): no official counterpart, named in the same scheme
+      for name in ("q_proj", "k_proj", "v_proj"):
+        yield from _linear(f"{ours}.layers.{i}.{name}", f"{enc}.layers.{i}.self_attn.{name}")
     yield from _linear(f"{ours}.layers.{i}.out_proj", f"{enc}.layers.{i}.self_attn.out_proj")
     yield from _ffn(f"{ours}.layers.{i}.ffn", f"{enc}.layers.{i}.ffn")
     yield from _norm(f"{ours}.layers.{i}.norm1", f"{enc}.layers.{i}.norm1")
@@ -106,6 +109,86 @@ def atss_head(ours: str, theirs: str, num_convs: int, num_levels: int) -> Iterat
     yield f"{ours}.{ours_name}.bias", f"{theirs}.{official}.layers.1.bias", "copy"
   for i in range(num_levels):
     yield f"{ours}.scales.{i}", f"{theirs}.regression_head.scales.{i}.scale", "copy"
+
+
+def _mlp(ours: str, theirs: str, num_layers: int) -> Iterator[Rule]:
+  for i in range(num_layers):
+    yield from _linear(f"{ours}.layers.{i}", f"{theirs}.linear_mapper.{2 * i}")
+
+
+def query_selector(ours: str, theirs: str) -> Iterator[Rule]:
+  yield from _linear(f"{ours}.enc_output", f"{theirs}.enc_output")
+  yield from _norm(f"{ours}.enc_output_norm", f"{theirs}.enc_output_norm")
+  yield from _mlp(f"{ours}.span_embed", f"{theirs}.enc_out_span_embed", 3)
+  yield from _linear(f"{ours}.class_embed", f"{theirs}.enc_out_class_embed")
+  yield from _linear(f"{ours}.iou_embed", f"{theirs}.enc_out_iou_embed")
+
+
+def decoder(ours: str, theirs: str, num_layers: int, iou_head: bool) -> Iterator[Rule]:
+  for i in range(num_layers):
+    o, t = f"{ours}.layers.{i}", f"{theirs}.layers.{i}"
+    for name in ("query_content_proj", "query_pos_proj", "key_content_proj", "key_pos_proj",
+                 "value_proj"):
+      yield from _linear(f"{o}.self_attention.{name}", f"{t}.self_attention.{name}")
+    yield from _linear(f"{o}.self_attention.out_proj", f"{t}.self_attention.self_attn.out_proj")
+    yield from _norm(f"{o}.self_attention.norm1", f"{t}.self_attention.norm1")
+    for name in ("ca_qcontent_proj", "ca_qpos_sine_proj", "ca_kcontent_proj", "ca_kpos_proj",
+                 "ca_value_proj"):
+      yield from _linear(f"{o}.{name}", f"{t}.{name}")
+    yield from _linear(f"{o}.ca_out_proj", f"{t}.cross_attn.out_proj")
+    yield from _ffn(f"{o}.ffn", f"{t}.ffn")
+    yield from _norm(f"{o}.norm2", f"{t}.norm2")
+    yield from _norm(f"{o}.norm3", f"{t}.norm3")
+  yield from _mlp(f"{ours}.query_scale", f"{theirs}.query_scale", 2)
+  if iou_head:
+    yield from _mlp(f"{ours}.quality_score_embed", f"{theirs}.quality_score_embed", 3)
+  yield from _mlp(f"{ours}.ref_point_head", f"{theirs}.ref_point_head", 2)
+  yield from _mlp(f"{ours}.ref_anchor_head", f"{theirs}.ref_anchor_head", 2)
+  yield from _mlp(f"{ours}.span_embed", f"{theirs}.span_embed", 3)
+  yield from _norm(f"{ours}.norm", f"{theirs}.norm")
+
+
+def detr_head(ours: str, theirs: str, m) -> Iterator[Rule]:
+  if m.collab:
+    yield from _linear(f"{ours}.co_mapper_linear", f"{theirs}.co_mapper.0")
+    yield from _norm(f"{ours}.co_mapper_norm", f"{theirs}.co_mapper.1")
+  if m.denoise:
+    yield f"{ours}.dn_label_enc", f"{theirs}.dn_label_enc.weight", "copy"
+  yield from decoder(f"{ours}.decoder", f"{theirs}.decoder", m.decoder_layers, m.iou_head)
+  yield from _mlp(f"{ours}.span_embed", f"{theirs}.span_embed", 3)
+  yield from _linear(f"{ours}.class_embed", f"{theirs}.class_embed")
+
+
+def token_encoder(ours: str, theirs: str, token: str, encoder_name: str,
+                  num_layers: int) -> Iterator[Rule]:
+  """Sentence / moment encoder: learned token and position + post-norm encoder layers."""
+  yield f"{ours}.{token}_rep_token", f"{theirs}.{token}_rep_token", "copy"
+  yield f"{ours}.{token}_rep_pos", f"{theirs}.{token}_rep_pos", "copy"
+  yield from encoder(f"{ours}.encoder", f"{theirs}.{encoder_name}", num_layers)
+
+
+def sg_detr(m) -> Iterator[Rule]:
+  """Every parameter of `models.sg_detr.SGDETR` built from `config.model` = m."""
+  yield from input_projection("input_vid_proj", "input_vid_proj")
+  yield from input_projection("input_txt_proj", "input_txt_proj")
+  yield "modality_embeddings", "modality_embeddings.weight", "copy"
+  yield ("txt_position_embed.position_embeddings",
+         "txt_position_embed.position_embeddings.weight", "copy")
+  yield from _norm("txt_position_embed.norm", "txt_position_embed.norm")
+  yield from local_saliency("local_saliency_head", "local_saliency_head", m.pooling_layers)
+  yield from sgca("txt2vis_sal_encoder", "txt2vis_sal_encoder", m.sgca_layers, m.sgca_qkv_proj)
+  yield from encoder("det_encoder", "det_encoder.encoder", m.encoder_layers)
+  if m.global_saliency:
+    yield from _linear("global_saliency_head", "global_saliency_head")
+  yield from fpn("fpn", "fpn")
+  yield from query_selector("query_selector", "query_selector")
+  yield from detr_head("main_det_head", "main_det_head", m)
+  if m.atss or m.collab:
+    yield from atss_head("aux_det_head", "aux_det_head", m.atss_convs, len(m.fpn_strides))
+  yield from token_encoder("sent_encoder", "sent_encoder", "sent", "sent_cls_encoder",
+                           m.sentence_layers)
+  yield from token_encoder("moment_encoder", "moment_encoder", "moment", "mcls_encoder",
+                           m.moment_layers)
 
 
 def to_official(value: np.ndarray, transform: str) -> np.ndarray:

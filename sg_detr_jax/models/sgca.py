@@ -17,7 +17,13 @@ from sg_detr_jax.models import layers
 class SGCALayer(nnx.Module):
   """V' = V + DP(W_o gated-attn); V'' = V' + DP(LN1(FFN(V'))); out = LN2(V'')."""
 
-  def __init__(self, d, heads, ffn_dim, dropout_rate, drop_path_rate, rngs, gated: bool = True):
+  def __init__(self, d, heads, ffn_dim, dropout_rate, drop_path_rate, rngs, gated: bool = True,
+               qkv_proj: bool = False):
+    if qkv_proj:  # ablation: the paper's learned per-layer W_q, W_k, W_v (A3)
+      self.q_proj, self.k_proj, self.v_proj = (
+          layers.linear(d, d, rngs, layers.xavier_uniform(1.0), jax.nn.initializers.zeros)
+          for _ in range(3))
+    self.qkv_proj = qkv_proj
     self.out_proj = layers.linear(d, d, rngs, layers.xavier_uniform(1.0), jax.nn.initializers.zeros)
     self.ffn = layers.FFN(d, ffn_dim, dropout_rate, rngs)
     self.norm1 = layers.layer_norm(d, rngs)
@@ -27,7 +33,10 @@ class SGCALayer(nnx.Module):
 
   def __call__(self, video, video_pos, text, text_mask, saliency, keys):
     gate = jax.nn.sigmoid(saliency) if self.gated else None
-    a, weights = layers.attention_core(video + video_pos, text, text, self.heads,
+    q, k, v = video + video_pos, text, text
+    if self.qkv_proj:
+      q, k, v = self.q_proj(q), self.k_proj(k), self.v_proj(v)
+    a, weights = layers.attention_core(q, k, v, self.heads,
                                        key_mask=text_mask, gate=gate,
                                        dropout_rate=self.dropout_rate, key=keys())
     v = video + layers.drop_path(self.out_proj(a), self.drop_path_rate, keys())
@@ -39,8 +48,9 @@ class SGCAEncoder(nnx.Module):
   """Stack of SGCA layers with the shared LayerNorm. Returns Vx [B, Lv, d]."""
 
   def __init__(self, d, heads, ffn_dim, num_layers, dropout_rate, drop_path_rate, rngs,
-               gated: bool = True):
-    self.layers = nnx.List([SGCALayer(d, heads, ffn_dim, dropout_rate, drop_path_rate, rngs, gated)
+               gated: bool = True, qkv_proj: bool = False):
+    self.layers = nnx.List([SGCALayer(d, heads, ffn_dim, dropout_rate, drop_path_rate, rngs, gated,
+                                      qkv_proj)
                             for _ in range(num_layers)])
     self.norm = layers.layer_norm(d, rngs)
 

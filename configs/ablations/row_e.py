@@ -1,0 +1,7 @@
+"""Table 2 ablation row (e); see configs/ablations/common.py."""
+
+from configs.ablations import common
+
+
+def get_config():
+  return common.get_config("e")

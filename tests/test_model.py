@@ -1,0 +1,265 @@
+"""The whole SG-DETR model: official parameter table, shapes, masking, determinism, bf16, groups."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs import base, tiny
+from configs.ablations import common as ablations
+from launch import summary
+from sg_detr_jax.models import atss, param_map, precision, query_groups, query_selector, sg_detr
+from sg_detr_jax.models.detr_head import DETRHead
+from sg_detr_jax.models.layers import KeySeq
+
+from conftest import SHARED
+
+OFFICIAL = os.path.join(SHARED, "reference", "official_sgdetr_state_dict.json")
+
+
+def tiny_config(video_dim=32, text_dim=24):
+  c = tiny.get_config()
+  c.data.video_dim, c.data.text_dim = video_dim, text_dim
+  return c
+
+
+def tiny_batch(config, seed=0, batch_size=4):
+  b = summary.dummy_batch(config, batch_size)
+  rng = np.random.default_rng(seed)
+  b["video"] = rng.normal(size=b["video"].shape).astype(np.float32)
+  b["text"] = rng.normal(size=b["text"].shape).astype(np.float32)
+  b["video_mask"][1, 16:] = False  # a shorter video
+  b["text_mask"][2, 5:] = False  # a shorter query
+  b["spans"][:, 1] = (0.25, 0.1)
+  b["span_mask"][:, 1] = True
+  return b
+
+
+class Jitted:
+  """The model's forward jitted once per mode (eager nnx is too slow for a test suite)."""
+
+  def __init__(self, model):
+    self.graph, self.state = nnx.split(model)
+    self._fns = {}
+
+  def __call__(self, batch, key=None, train=False, state=None):
+    if train not in self._fns:
+      self._fns[train] = jax.jit(
+          lambda s, b, k: nnx.merge(self.graph, s)(b, key=k, train=train))
+    return self._fns[train](self.state if state is None else state, batch, key)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+  c = tiny_config()
+  return c, Jitted(sg_detr.create(c))
+
+
+def test_full_parameter_table_matches_official_state_dict():
+  with open(OFFICIAL) as f:
+    off = json.load(f)
+  theirs = {e["key"]: tuple(e["shape"]) for e in off["state_dict"] if e["kind"] == "param"}
+  c = base.get_config()
+  ours = param_map.flat_params(sg_detr.create(c))
+  rules = list(param_map.sg_detr(c.model))
+  assert sorted(r[0] for r in rules) == sorted(ours), "every leaf of ours exactly once"
+  assert sorted(r[1] for r in rules) == sorted(theirs), "every official parameter exactly once"
+  for path, key, transform in rules:
+    assert param_map.official_shape(ours[path].shape, transform) == theirs[key], (path, key)
+  total = sum(int(np.prod(v.shape)) for v in ours.values())
+  assert total == off["num_params_trainable"] == 13_472_294
+  per_module = summary.summarize(c)["modules"]
+  assert per_module == off["params_by_top_module"]
+
+
+def test_output_shapes_at_qvhighlights_size():
+  shapes = summary.summarize(base.get_config(), batch_size=3)["outputs"]
+  ev, tr = shapes["eval"], shapes["train"]
+  assert ev["pred_spans"] == [3, 3, 25, 2] and ev["pred_iou"] == [3, 3, 25]
+  assert ev["saliency_global"] == [3, 76] and ev["atss_deltas"] == [3, 285, 2]
+  assert "co_logits" not in ev and "saliency_local_neg" not in ev
+  assert tr["co_logits"] == [3, 3, 64] and tr["co_target"] == [3, 64, 2]
+  assert tr["moment_memory"] == [3, 76, 256] and tr["sentence"] == [3, 256]
+  assert tr["atss_labels"] == [3, 285]
+
+
+def test_tiny_forward_shapes_and_finite(tiny_model):
+  c, model = tiny_model
+  out = model(tiny_batch(c), key=jax.random.key(0, impl="rbg"), train=True)
+  assert out["pred_logits"].shape == (3, 4, 25)
+  assert out["co_spans"].shape == (3, 4, 16, 2)
+  for k, v in out.items():
+    assert np.all(np.isfinite(np.asarray(v, np.float32))), k
+  # spans are sigmoid outputs; the collab group holds every ATSS positive of the batch
+  assert np.all((out["pred_spans"] > 0) & (out["pred_spans"] < 1))
+  num_pos = np.asarray(out["atss_labels"]).sum(1)
+  assert num_pos.min() > 0
+  assert int(np.asarray(out["co_valid"]).sum()) == min(num_pos.max(), 16)
+  np.testing.assert_array_equal(np.asarray(out["co_label"]).sum(1), np.minimum(num_pos, 16))
+
+
+def test_padded_text_tokens_change_nothing(tiny_model):
+  c, model = tiny_model
+  b1 = tiny_batch(c)
+  b2 = {k: v.copy() for k, v in b1.items()}
+  b2["text"][2, 5:] = 100.0  # garbage behind the mask
+  o1, o2 = model(b1), model(b2)
+  for k in o1:
+    np.testing.assert_allclose(o1[k], o2[k], rtol=1e-5, atol=1e-5, err_msg=k)
+
+
+def test_padded_clips_do_not_change_saliency_at_valid_clips(tiny_model):
+  # (The FPN convolutions see the padded rows' features, as in the official model, so only the
+  # attention-based outputs are padding-invariant.)
+  c, model = tiny_model
+  b1 = tiny_batch(c)
+  b2 = {k: v.copy() for k, v in b1.items()}
+  b2["video"][1, 16:] = 50.0
+  o1, o2 = model(b1), model(b2)
+  for k in ("saliency_local", "saliency_global"):
+    np.testing.assert_allclose(o1[k][1, :16], o2[k][1, :16], rtol=1e-5, atol=1e-5)
+  assert not np.allclose(o1["saliency_local"][1, 16:], o2["saliency_local"][1, 16:])
+
+
+def test_determinism(tiny_model):
+  c, model = tiny_model
+  b = tiny_batch(c)
+  o1, o2 = model(b), model(b)
+  for k in o1:
+    np.testing.assert_array_equal(o1[k], o2[k])
+  t1 = model(b, key=jax.random.key(1, impl="rbg"), train=True)
+  t2 = model(b, key=jax.random.key(1, impl="rbg"), train=True)
+  t3 = model(b, key=jax.random.key(2, impl="rbg"), train=True)
+  np.testing.assert_array_equal(t1["pred_logits"], t2["pred_logits"])
+  assert not np.allclose(t1["pred_logits"], t3["pred_logits"])
+  with pytest.raises(ValueError, match="PRNG key"):
+    model(b, train=True)
+
+
+def test_bf16_compute_is_finite(tiny_model):
+  c, model = tiny_model
+  bf_state = precision.cast_floating(model.state, jnp.bfloat16)
+  batch = precision.cast_floating(tiny_batch(c), jnp.bfloat16)
+  out = model(batch, key=jax.random.key(0, impl="rbg"), train=True, state=bf_state)
+  assert out["pred_logits"].dtype == jnp.bfloat16
+  for k, v in out.items():
+    assert np.all(np.isfinite(np.asarray(v, np.float32))), k
+  ref = model(tiny_batch(c))
+  low = model(batch, state=bf_state)["saliency_local"]
+  np.testing.assert_allclose(np.asarray(low, np.float32), ref["saliency_local"], atol=0.5)
+
+
+def test_group_mask_isolates_groups():
+  c = tiny_config()
+  c.model.denoise = True
+  head = DETRHead(c.model, nnx.Rngs(0))
+  d, q, k_co, dn_groups, per_group = c.model.d_model, 5, 4, 2, 3
+  co_valid = jnp.array([True, True, True, False])
+  dn_valid = jnp.array([True, True, False] * dn_groups)
+  mask = query_groups.group_mask(dn_groups * per_group, dn_groups, dn_valid, k_co, co_valid, q)
+  total = dn_groups * per_group + k_co + q
+  rng = np.random.default_rng(0)
+  content = jnp.asarray(rng.normal(size=(2, total, d)), jnp.float32)
+  ref = jnp.asarray(rng.normal(size=(2, total, 2)), jnp.float32)
+  memory = jnp.asarray(rng.normal(size=(2, 12, d)), jnp.float32)
+  mmask = jnp.ones((2, 12), bool)
+  run = lambda ct, rf: head(ct, rf, memory, memory, mmask, mask, KeySeq(None))[1]
+  base_out = run(content, ref)
+  groups = {"dn0": slice(0, 3), "dn1": slice(3, 6), "co": slice(6, 10), "reg": slice(10, 15)}
+  for name, sl in groups.items():
+    changed = run(content.at[:, sl].add(1.0), ref.at[:, sl].add(0.5))
+    for other, osl in groups.items():
+      same = np.allclose(changed[:, :, osl], base_out[:, :, osl], atol=1e-6)
+      assert same == (other != name), (name, other)
+  # an invalid (padding) slot is invisible to the valid slots of its group
+  changed = run(content.at[:, 9].add(1.0), ref)
+  np.testing.assert_allclose(changed[:, :, 6:9], base_out[:, :, 6:9], atol=1e-6)
+  changed = run(content.at[:, 2].add(1.0), ref)
+  np.testing.assert_allclose(changed[:, :, 0:2], base_out[:, :, 0:2], atol=1e-6)
+
+
+def test_proposals_by_hand():
+  masks = [jnp.array([[True, True, False, False]]), jnp.array([[True] * 8])]
+  prop, valid = query_selector.proposals(masks, (0.05, 0.99), (0.0125, 0.9875))
+  np.testing.assert_array_equal(valid[0], [True, True, False, False] + [False] * 8)
+  p = jax.nn.sigmoid(prop[0, :2])
+  np.testing.assert_allclose(p, [[0.25, 0.05], [0.75, 0.05]], rtol=1e-5)  # (k + .5) / n_valid
+  assert np.all(np.asarray(prop[0, 2:]) == query_selector.INVALID_PROPOSAL)
+
+
+def test_query_selector_picks_only_valid_tokens():
+  qs = query_selector.QuerySelector(16, 3, 0.35, (0.05, 0.2), (0.0125, 0.9875), nnx.Rngs(0))
+  masks = [jnp.array([[True] * 4 + [False] * 4]), jnp.array([[True] * 2 + [False] * 2])]
+  tokens = jnp.asarray(np.random.default_rng(0).normal(size=(1, 12, 16)), jnp.float32)
+  out = qs(tokens, masks)
+  assert set(np.asarray(out["index"][0]).tolist()) <= {0, 1, 2, 3, 8, 9}
+  assert out["content"].shape == (1, 3, 16)
+
+
+def test_assignment_ignores_anchors_beyond_the_video():
+  # GT [7, 15] (center 11), anchors of 3 clips at centers k + 0.5, 4 candidates.
+  anchors, _ = atss.make_anchors(16, (1,), (4,))
+  gt = jnp.array([[7.0, 15.0]])
+  mask = jnp.arange(16) < 12
+  labels, _, _ = atss.assign(jnp.asarray(anchors), [16], gt, jnp.array([True]), 4, mask)
+  labels_all, _, _ = atss.assign(jnp.asarray(anchors), [16], gt, jnp.array([True]), 4)
+  # all anchors: candidates 9..12 (IoU 3/8 each: all >= mean + 0) are positive;
+  # only the first 12 anchors: candidates 8..11 (IoU 3/8 each) instead.
+  assert np.nonzero(np.asarray(labels_all))[0].tolist() == [9, 10, 11, 12]
+  assert np.nonzero(np.asarray(labels))[0].tolist() == [8, 9, 10, 11]
+
+
+def test_collab_selection_positives_first_then_random_negatives():
+  labels = jnp.array([[False, True, False, True, False, False],
+                      [False, False, False, False, True, False]])
+  anchors = jnp.array([[0.0, 3.0], [1.0, 4.0], [2.0, 5.0], [3.0, 6.0], [4.0, 7.0], [5.0, 8.0]])
+  gt = jnp.broadcast_to(jnp.array([1.0, 5.0]), (2, 6, 2))
+  amask = jnp.array([[True] * 6, [True] * 5 + [False]])
+  out = query_groups.collab_selection(labels, gt, anchors, amask, jnp.array([8, 8]), 4,
+                                      jax.random.key(0, impl="rbg"))
+  idx = np.asarray(out["index"])
+  assert idx[0, :2].tolist() == [1, 3] and idx[1, 0] == 4
+  assert np.asarray(out["valid"]).tolist() == [True, True, False, False]
+  assert np.asarray(out["label"]).tolist() == [[True, True, False, False],
+                                               [True, False, False, False]]
+  assert 5 not in idx[1, :2]  # a negative comes from the sample's valid anchors
+  np.testing.assert_allclose(out["target"][0, 0], [3.0 / 8, 4.0 / 8])
+  np.testing.assert_allclose(jax.nn.sigmoid(out["reference"][0, 0]), [2.5 / 8, 3.0 / 8], rtol=1e-5)
+
+
+def test_denoise_noise_bounds():
+  spans = jnp.array([[[0.5, 0.2], [0.0, 0.0]]])
+  dn = query_groups.denoise_queries(spans, jnp.array([[True, False]]), 3, 0.5, 1.25,
+                                    jax.random.key(0, impl="rbg"))
+  ref = np.asarray(jax.nn.sigmoid(dn["reference"][0]))
+  x = np.stack([ref[:, 0] - ref[:, 1] / 2, ref[:, 0] + ref[:, 1] / 2], -1)
+  gt = np.array([0.4, 0.6])
+  shift = np.abs(x - gt).max(-1)
+  label = np.asarray(dn["label"][0])
+  present = np.asarray(dn["present"][0])
+  assert label.tolist() == [True, False, False, False] * 3
+  assert np.all(shift[label] <= 0.1 * 0.5 + 1e-3)  # |u| < 1: within lambda * w / 2
+  neg = present & ~label
+  assert np.all(shift[neg] >= 1.25 * 0.1 * 0.5 - 1e-3)
+  assert np.asarray(dn["valid"]).tolist() == [True, False] * 6
+
+
+@pytest.mark.parametrize("row", ablations.ROWS)
+def test_ablation_rows(row):
+  c = ablations.get_config(row)
+  c.data.video_dim, c.data.text_dim = 32, 24
+  c.data.max_video_clips, c.data.max_text_tokens, c.data.max_windows = 24, 8, 4
+  c.model.d_model, c.model.ffn_dim, c.model.collab_cap = 64, 128, 8
+  model = sg_detr.create(c)
+  names = param_map.flat_params(model)
+  assert sorted(r[0] for r in param_map.sg_detr(c.model)) == sorted(names)
+  out = jax.eval_shape(lambda b, k: model(b, key=k, train=True), summary.dummy_batch(c, 2),
+                       jax.random.key(0, impl="rbg"))
+  assert ("pred_iou" in out) == (row in "cde")
+  assert ("co_logits" in out) == (row == "e") == ("atss_logits" in out)
+  assert any("q_proj" in n for n in names) == (row == "a")
+  assert any("global_saliency_head" in n for n in names) == (row in "de")
