@@ -24,6 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
   d.padded_rows_valid = True  # official SG-DETR marks those padding rows valid (architecture A12)
   d.use_tef = True  # append the 2 temporal-endpoint features
   d.max_text_tokens = 40  # tokens kept per query
+  d.synthetic_raw_dir = ""  # non-empty: generate the synthetic set here + build data_dir if missing
   d.max_windows = 10  # ground-truth windows kept per query (random subset in training)
 
   # ---- model (architecture.md §3, §9; defaults = the released QVHighlights configuration) ------
@@ -66,14 +67,68 @@ def get_config() -> ml_collections.ConfigDict:
   m.negative_local_from_embedded = False  # A13: True = official (V with modality embedding)
   m.dtype = "float32"  # compute dtype ("bfloat16": bf16 compute, fp32 parameters)
 
+  # ---- losses (architecture.md §4, §6; the released weights) ----------------------------------
+  c.loss = l = ml_collections.ConfigDict()
+  l.saliency = 1.0  # lambda_sal: every HD term, local and global
+  l.saliency_margin = 0.15
+  l.rank_tau = 0.5  # rank-contrastive temperature
+  l.rank_levels = 12  # thresholds r = 1 .. rank_levels - 1, sum divided by rank_levels
+  l.neg_eps = 1e-7  # -log(max(1 - sigmoid(s_neg), eps))
+  l.span = 10.0  # DETR smooth-L1 on (c, w)
+  l.giou = 1.0
+  l.label = 5.0  # DETR class BCE
+  l.background_weight = 0.1  # BCE weight of unmatched queries
+  l.quality = 1.0  # IoU head BCE
+  l.encoder_coef = 0.5  # query-selector proposals
+  l.collab_coef = 0.5
+  l.denoise_coef = 0.5
+  l.atss_label = 2.0  # focal
+  l.atss_span = 0.1  # smooth-L1 in clip units, centerness-weighted
+  l.atss_giou = 2.0
+  l.atss_ctrness = 0.5
+  l.atss_focal_alpha = 0.25
+  l.atss_focal_gamma = 2.0
+  l.ms_align = 1.0  # moment-sentence focal alignment
+  l.align_focal_alpha = 0.5
+  l.align_focal_gamma = 2.0
+  l.momcls = 3.0  # moment-token clip classification
+  # Hungarian matching costs (same for every decoder layer and the encoder proposals)
+  l.cost_span = 10.0
+  l.cost_giou = 1.0
+  l.cost_class = 4.0
+  l.cost_iou = 1.0
+
+  # ---- post-processing (architecture.md §5) ----------------------------------------------------
+  c.postprocess = pp = ml_collections.ConfigDict()
+  pp.atss_pre_threshold = 0.01  # ATSS candidates below this sqrt(p_cls * p_ctr) are dropped
+  pp.atss_nms_iou = 0.75
+  pp.atss_top_k = 10
+  pp.wbf_weights = (1.0, 2.5)  # (DETR, ATSS)
+  pp.wbf_iou = 0.8
+  pp.wbf_skip = 0.1  # entries with confidence below this are ignored by the fusion
+  pp.fused = True  # write the WBF-fused windows (False: DETR-only) as the main predictions
+
   # ---- training --------------------------------------------------------------------------------
   c.train = t = ml_collections.ConfigDict()
   t.batch_size = 128  # global batch
   t.num_epochs = 150
   t.eval_batch_size = 128
+  t.eval_every_epochs = 1  # validation (and best-checkpoint selection) cadence
+  t.best_metric = "MR-full-mAP"  # key of the metrics' "brief" block used to pick the best checkpoint
+  t.keep_best = 1  # best checkpoints kept besides the latest
+  t.log_every_steps = 50
+  t.prng_impl = "rbg"  # dropout PRNG; "rbg" compiles and runs much faster than threefry
+  t.init_checkpoint = ""  # a workdir or checkpoint step dir to initialise the params from
+  t.max_steps = -1  # > 0: stop after this many steps (smoke runs)
 
   # ---- optimiser -------------------------------------------------------------------------------
   c.optim = o = ml_collections.ConfigDict()
   o.lr = 5e-4  # AdamW peak learning rate
   o.weight_decay = 0.1
+  o.b1, o.b2, o.eps = 0.9, 0.999, 1e-8  # torch AdamW defaults
+  o.grad_clip = 0.1  # global norm
+  o.warmup_epochs = 45  # linear warm-up, stepped per epoch (A2)
+  o.warmup_init_lr = 5e-6
+  o.milestones = (100, 125)  # epochs at which the lr is multiplied by `gamma`
+  o.gamma = 0.5
   return c

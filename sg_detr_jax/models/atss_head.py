@@ -14,9 +14,8 @@ from sg_detr_jax.models import layers
 
 
 def _conv(d_in, d_out, rngs, bias_init=None, use_bias=True):
-  kw = {"bias_init": bias_init} if bias_init is not None else {}
-  return nnx.Conv(d_in, d_out, kernel_size=(3,), padding=[(1, 1)], use_bias=use_bias,
-                  kernel_init=layers.normal(0.01), rngs=rngs, **kw)
+  return layers.Conv1D(d_in, d_out, rngs, use_bias=use_bias, kernel_init=layers.normal(0.01),
+                       bias_init=bias_init)
 
 
 class Stem(nnx.Module):

@@ -20,9 +20,9 @@ class DWSConv(nnx.Module):
 
   def __init__(self, d: int, stride: int, rngs: nnx.Rngs):
     init = layers.normal(0.01)
-    self.depthwise = nnx.Conv(d, d, kernel_size=(3,), strides=(stride,), padding=[(1, 1)],
-                              feature_group_count=d, use_bias=False, kernel_init=init, rngs=rngs)
-    self.pointwise = nnx.Conv(d, d, kernel_size=(1,), use_bias=False, kernel_init=init, rngs=rngs)
+    self.depthwise = layers.Conv1D(d, d, rngs, stride=stride, depthwise=True, use_bias=False,
+                                   kernel_init=init)
+    self.pointwise = layers.Conv1D(d, d, rngs, use_bias=False, kernel_init=init, kernel_size=1)
 
   def __call__(self, x):
     return self.pointwise(self.depthwise(x))

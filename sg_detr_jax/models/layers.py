@@ -217,3 +217,57 @@ def inverse_sigmoid(x: jax.Array, eps: float = 1e-3) -> jax.Array:
   """log(x / (1 - x)) with x clipped to [0, 1] and both terms clamped at eps."""
   x = jnp.clip(x, 0.0, 1.0)
   return jnp.log(jnp.maximum(x, eps) / jnp.maximum(1 - x, eps))
+
+
+def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
+  """x / ||x|| along the last axis; an all-zero vector maps to 0 with a zero gradient.
+
+  torch's F.normalize divides by max(||x||, eps), whose gradient at x = 0 is 1 / eps = 1e12 (and
+  jnp.linalg.norm's is NaN). Padded clips do project to exactly zero at initialisation (zero
+  features, zero biases), so the double `where` keeps both the value and the gradient finite.
+  """
+  sq = jnp.sum(x * x, axis=-1, keepdims=True)
+  nonzero = sq > eps * eps
+  safe = jnp.where(nonzero, sq, 1.0)
+  return jnp.where(nonzero, x * jax.lax.rsqrt(safe), 0.0)
+
+
+class Conv1D(nnx.Module):
+  """Conv1d, kernel 3, padding 1, channels-last, as ONE matmul plus shifted sums.
+
+  XLA's CPU convolutions are several times slower than a GEMM of the same size; the parameter
+  layout (`kernel` [3, d_in / groups, d_out], `bias` [d_out]) is that of `nnx.Conv`, so checkpoints
+  and the official-name table are unchanged. `groups == d_in == d_out` is the depthwise case
+  (three multiply-adds). Stride 2 keeps every second stride-1 output (identical for k=3, pad 1).
+  """
+
+  def __init__(self, d_in: int, d_out: int, rngs: nnx.Rngs, *, stride: int = 1,
+               depthwise: bool = False, use_bias: bool = True, kernel_init=None, bias_init=None,
+               kernel_size: int = 3):
+    kernel_init = kernel_init or jax.nn.initializers.lecun_normal()
+    shape = (kernel_size, 1 if depthwise else d_in, d_out)
+    self.kernel = nnx.Param(kernel_init(rngs.params(), shape))
+    if use_bias:
+      self.bias = nnx.Param((bias_init or jax.nn.initializers.zeros)(rngs.params(), (d_out,)))
+    self.use_bias, self.stride, self.depthwise = use_bias, stride, depthwise
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k = self.kernel[...].astype(x.dtype)
+    size, length = k.shape[0], x.shape[1]
+    if size == 1:
+      y = x @ k[0]
+    else:
+      pad = size // 2
+      xp = jnp.pad(x, ((0, 0), (pad, pad), (0, 0)))
+      if self.depthwise:
+        y = sum(xp[:, i:i + length] * k[i, 0] for i in range(size))
+      else:
+        # One GEMM of the padded input with all taps, then a sum of shifted slices.
+        taps = xp @ k.transpose(1, 0, 2).reshape(k.shape[1], -1)  # [B, L + 2 pad, size * out]
+        taps = taps.reshape(*taps.shape[:2], size, -1)
+        y = sum(taps[:, i:i + length, i] for i in range(size))
+    if self.stride > 1:
+      y = y[:, ::self.stride]
+    if self.use_bias:
+      y = y + self.bias[...].astype(y.dtype)
+    return y

@@ -63,8 +63,7 @@ class LocalSaliencyHead(nnx.Module):
 
   def score(self, sentence, video):
     """S_local [B, Lv] from F_sent [B, 1, d] and V0 [B, Lv, d]."""
-    s = sentence / jnp.maximum(jnp.linalg.norm(sentence, axis=-1, keepdims=True), 1e-12)
-    v = video / jnp.maximum(jnp.linalg.norm(video, axis=-1, keepdims=True), 1e-12)
+    s, v = layers.l2_normalize(sentence), layers.l2_normalize(video)
     cos = jnp.einsum("bqd,bld->bl", s, v)
     return jnp.exp(self.temp[...]) * cos + self.a_param[...]
 

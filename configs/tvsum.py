@@ -1,0 +1,16 @@
+"""TVSum (highlight detection only, top-5 mAP; one domain per build)."""
+
+from configs import base
+
+
+def get_config():
+  c = base.get_config()
+  c.data.dataset = "tvsum"
+  c.data.data_dir = "data/tvsum/tfds"
+  c.data.gt_files.val = "data/tvsum/annotations/tvsum_val.jsonl"
+  c.train.batch_size = 4
+  c.train.num_epochs = 200
+  c.train.best_metric = "mAP"  # top-5 mAP
+  c.optim.warmup_epochs = 5
+  c.optim.milestones = ()
+  return c

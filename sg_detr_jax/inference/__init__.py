@@ -1,0 +1,1 @@
+"""Inference: post-processing of the model outputs into windows, prediction writers, Predictor."""

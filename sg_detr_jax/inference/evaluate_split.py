@@ -1,0 +1,43 @@
+"""Predict a split, write the official-format prediction files and, with labels, the metrics."""
+
+from __future__ import annotations
+
+import os
+
+from sg_detr_jax import jsonl
+from sg_detr_jax.evaluation import MR_TASKS, evaluate
+from sg_detr_jax.inference.predict import predict_split
+
+
+def gt_file(config, split: str) -> str:
+  """The annotation jsonl with labels for `split`, or "" (predictions only)."""
+  files = config.data.gt_files
+  return files[split] if split in files else ""
+
+
+def evaluate_split(predict_step, params, config, split: str, out_dir: str | None = None,
+                   progress=None) -> dict | None:
+  """Writes `<out_dir>/<split>_preds.jsonl` (main head), `<split>_preds_detr.jsonl` and, when the
+  split has a ground-truth file, `<split>_metrics.json` = {"fused": ..., "detr": ...}.
+
+  Returns the metrics of the main head (fused unless `postprocess.fused` is False), or None.
+  """
+  records, _ = predict_split(predict_step, params, config, split, progress)
+  main = "fused" if config.postprocess.fused else "detr"
+  if out_dir:
+    os.makedirs(out_dir, exist_ok=True)
+    jsonl.write_jsonl(os.path.join(out_dir, f"{split}_preds.jsonl"), records[main])
+    jsonl.write_jsonl(os.path.join(out_dir, f"{split}_preds_detr.jsonl"), records["detr"])
+  path = gt_file(config, split)
+  if not path:
+    return None
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"config.data.gt_files.{split} = {path!r} does not exist")
+  gt = jsonl.read_jsonl(path)
+  task = config.data.dataset
+  style = "md" if task == "qvhighlights" else "cg"
+  metrics = {head: evaluate(records[head], gt, task=task, style=style if task in MR_TASKS else "cg",
+                            source=f"{split} predictions ({head})") for head in ("fused", "detr")}
+  if out_dir:
+    jsonl.write_json(os.path.join(out_dir, f"{split}_metrics.json"), metrics)
+  return metrics[main]

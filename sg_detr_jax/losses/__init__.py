@@ -1,0 +1,1 @@
+"""Training objectives of SG-DETR (architecture.md §4, §6)."""

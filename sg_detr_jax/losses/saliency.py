@@ -1,0 +1,84 @@
+"""Highlight-detection losses, eq. (11) (architecture.md §6.1), for one saliency head.
+
+All inputs are [B, L] logits / labels with the valid-clip mask; `real_neg` [B] marks samples whose
+rolled text partner comes from another video (their negative-pass scores are used).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def _masked_mean(x, mask):
+  mask = mask.astype(x.dtype)
+  return (x * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+
+
+def bce(logits, labels, mask):
+  """mean over valid clips of BCE(s, 1[y > 0])."""
+  target = (labels > 0).astype(logits.dtype)
+  return _masked_mean(optax_bce(logits, target), mask)
+
+
+def optax_bce(logits, target):
+  """Numerically stable BCE with logits, element-wise."""
+  return jnp.maximum(logits, 0) - logits * target + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+
+
+def negative_pair(neg_logits, mask, real_neg, eps):
+  """mean over valid clips of real-negative samples of -log(max(1 - sigmoid(s_neg), eps))."""
+  loss = -jnp.log(jnp.maximum(1 - jax.nn.sigmoid(neg_logits), eps))
+  return _masked_mean(loss, mask & real_neg[:, None])
+
+
+def margin_ranking(logits, pos_idx, neg_idx, margin):
+  """(2 / (B P)) sum max(0, margin + sigmoid(s[neg]) - sigmoid(s[pos]))."""
+  p = jax.nn.sigmoid(jnp.take_along_axis(logits, pos_idx, axis=1))
+  n = jax.nn.sigmoid(jnp.take_along_axis(logits, neg_idx, axis=1))
+  return 2 * jnp.maximum(0.0, margin + n - p).mean()
+
+
+def rank_contrastive(scores, labels, mask, rows, tau, levels):
+  """Rank-contrastive loss (QD-DETR / CG-DETR) over the selected rows.
+
+  Args:
+    scores: [B, M]; labels: [B, M] graded labels; mask: [B, M] bool valid entries.
+    rows: [B] bool, the rows this term averages over.
+    tau: temperature; levels: thresholds r = 1 .. levels - 1, the sum divided by `levels`.
+
+  Returns:
+    sum_r mean_{rows}(-(1/|P_r|) sum_{t in P_r} log softmax_t) / levels, where thresholds with no
+    positive in the selected rows are skipped and rows without positives count as 0.
+  """
+  logits = jnp.where(mask, scores, -1e3) / tau
+  logits = logits - jax.lax.stop_gradient(logits.max(axis=1, keepdims=True))
+  log_p = logits - jnp.log(jnp.exp(logits).sum(axis=1, keepdims=True) + 1e-6)
+  num_rows = jnp.maximum(rows.sum(), 1)
+  total = 0.0
+  for r in range(1, levels):
+    pos = (labels >= r) & rows[:, None]
+    count = pos.sum(axis=1)
+    a = (jnp.where(pos & mask, log_p, 0.0)).sum(axis=1) / (count + 1e-6)
+    term = -(a * (count > 0)).sum() / num_rows
+    total = total + jnp.where(pos.any(), term, 0.0)
+  return total / levels
+
+
+def saliency_losses(s, s_neg, y, mask, pos_idx, neg_idx, real_neg, lw) -> dict:
+  """The four HD terms of one head: {"bce", "neg", "margin", "rank"}.
+
+  The rank-contrastive term joins each real-negative row with its negative-pass scores (labels 0)
+  and averages those rows; the other rows use their own scores alone (the official split).
+  """
+  scores = jnp.concatenate([s, s_neg], axis=1)
+  labels = jnp.concatenate([y, jnp.zeros_like(y)], axis=1)
+  cat_mask = jnp.concatenate([mask, mask & real_neg[:, None]], axis=1)
+  rank = (rank_contrastive(scores, labels, cat_mask, real_neg, lw.rank_tau, lw.rank_levels)
+          + rank_contrastive(scores, labels, cat_mask, ~real_neg, lw.rank_tau, lw.rank_levels))
+  return {
+      "bce": bce(s, y, mask),
+      "neg": negative_pair(s_neg, mask, real_neg, lw.neg_eps),
+      "margin": margin_ranking(s, pos_idx, neg_idx, lw.saliency_margin),
+      "rank": rank,
+  }

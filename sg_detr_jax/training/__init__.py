@@ -1,0 +1,1 @@
+"""Training: optimizer and schedule, jitted steps, checkpoints, the train-and-evaluate loop."""

@@ -1,0 +1,119 @@
+"""Train and evaluate: the loop behind `python -m launch.train`.
+
+One epoch = len(train split) // batch_size steps. After every `eval_every_epochs` epochs the
+validation split is predicted and scored; every epoch ends with a checkpoint (train state, input
+iterator state, config), so re-running on the same workdir resumes exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from sg_detr_jax import jsonl
+from sg_detr_jax.data.pipeline import device_arrays, train_dataset
+from sg_detr_jax.inference.evaluate_split import evaluate_split, gt_file
+from sg_detr_jax.models import sg_detr
+from sg_detr_jax.training import steps as steps_lib
+from sg_detr_jax.training.checkpoints import Checkpoints
+from sg_detr_jax.training.logger import MetricLogger
+from sg_detr_jax.training.optimizer import make_optimizer
+
+
+class NonFiniteLossError(FloatingPointError):
+  pass
+
+
+def build(config, steps_per_epoch: int):
+  """(graphdef, fresh train state, tx, schedule) for `config`."""
+  model = sg_detr.create(config)
+  tx, schedule = make_optimizer(config.optim, steps_per_epoch)
+  graphdef, state = steps_lib.init_state(model, tx)
+  return graphdef, state, tx, schedule
+
+
+def _init_from(config, graphdef, state, tx):
+  """Replaces the params by those of `config.train.init_checkpoint` (a workdir[:step])."""
+  path, _, which = config.train.init_checkpoint.partition(":")
+  ckpts = Checkpoints(path)
+  step = ckpts.resolve(which or ("best" if ckpts.best() is not None else "latest"))
+  state = dict(state, params=ckpts.restore_params(step, state))
+  ckpts.close()
+  return state
+
+
+def train_and_evaluate(config, workdir: str, progress: bool = True) -> dict | None:
+  """Trains `config` in `workdir` (resuming if it holds checkpoints); returns the best metrics."""
+  os.makedirs(workdir, exist_ok=True)
+  t = config.train
+  ds, num_examples = train_dataset(config.data, t.batch_size, config.seed)
+  steps_per_epoch = num_examples // t.batch_size
+  total_steps = steps_per_epoch * t.num_epochs
+  if t.max_steps > 0:
+    total_steps = min(total_steps, t.max_steps)
+  graphdef, state, tx, schedule = build(config, steps_per_epoch)
+  ckpts = Checkpoints(workdir, t.keep_best)
+  iterator = iter(ds)
+  latest = ckpts.latest()
+  if latest is not None:
+    state, data_state = ckpts.restore(latest, state)
+    iterator.set_state(data_state)
+  elif t.init_checkpoint:
+    state = _init_from(config, graphdef, state, tx)
+  jsonl.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+
+  train_step = steps_lib.make_train_step(graphdef, config, tx, schedule)
+  predict_step = steps_lib.make_predict_step(graphdef, config)
+  base_key = jax.random.key(config.seed, impl=t.prng_impl)
+  logger = MetricLogger(workdir)
+  step = int(state["step"])
+  bar = tqdm(total=total_steps, initial=step, disable=not progress, dynamic_ncols=True,
+             desc="train")
+  best = None
+  pending = None  # device metrics of the last step, fetched only when logged
+  tick = time.time()
+  while step < total_steps:
+    batch = next(iterator)
+    state, pending = train_step(state, device_arrays(batch), base_key)
+    step += 1
+    bar.update(1)
+    epoch_end = step % steps_per_epoch == 0 or step == total_steps
+    if step % t.log_every_steps == 0 or epoch_end:
+      scalars = {k: float(v) for k, v in jax.device_get(pending).items()}
+      if not math.isfinite(scalars["loss"]):
+        bad = sorted(k for k, v in scalars.items() if not math.isfinite(v))
+        raise NonFiniteLossError(
+            f"step {step}: the loss is not finite (non-finite terms: {', '.join(bad)}); "
+            f"training stopped, the last good checkpoint in {ckpts.directory} is kept "
+            f"(step {ckpts.latest()})")
+      scalars["steps_per_sec"] = t.log_every_steps / max(time.time() - tick, 1e-9)
+      tick = time.time()
+      logger.write(step, "train", scalars)
+      bar.set_postfix(loss=f"{scalars['loss']:.3f}", lr=f"{scalars['lr']:.2e}")
+    if not epoch_end:
+      continue
+    epoch = math.ceil(step / steps_per_epoch)
+    score = None
+    if gt_file(config, config.data.eval_split) and (
+        epoch % t.eval_every_epochs == 0 or step == total_steps):
+      metrics = evaluate_split(predict_step, state["params"], config, config.data.eval_split)
+      brief = metrics["brief"]
+      logger.write(step, "eval", {k: float(v) for k, v in brief.items()})
+      if t.best_metric not in brief:
+        raise KeyError(f"train.best_metric {t.best_metric!r} is not a metric of this dataset; "
+                       f"choose one of {sorted(brief)}")
+      score = brief[t.best_metric]
+      if best is None or score > best[0]:
+        best = (score, metrics)
+      bar.write(f"epoch {epoch} step {step}: {t.best_metric} = {score:.2f}")
+    ckpts.save(step, state, iterator.get_state(), config, score)
+  bar.close()
+  logger.close()
+  ckpts.close()
+  return best[1] if best else None

@@ -1,0 +1,63 @@
+"""Pure, jit-compiled train and eval steps over `nnx.split` state (plain `jax.jit`, no nnx.jit).
+
+TrainState is a plain pytree: {"params": nnx.State of the model's Params, "opt_state": optax
+state, "step": int32 scalar}. The model graph is static (closed over), so a step is a pure function
+of (state, batch, key) and is compiled once.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from sg_detr_jax.losses.total import compute_losses
+from sg_detr_jax.models import precision
+
+# Batch entries the model consumes in floating point (cast to the compute dtype).
+_FLOAT_INPUTS = ("video", "text")
+
+
+def init_state(model: nnx.Module, tx: optax.GradientTransformation):
+  """(graphdef, TrainState) of a freshly built model."""
+  graphdef, params = nnx.split(model, nnx.Param)
+  return graphdef, {"params": params, "opt_state": tx.init(params),
+                    "step": jnp.zeros((), jnp.int32)}
+
+
+def _model_inputs(batch, dtype):
+  return {k: (v.astype(dtype) if k in _FLOAT_INPUTS else v) for k, v in batch.items()}
+
+
+def make_train_step(graphdef, config, tx, schedule):
+  """train_step(state, batch, base_key) -> (state, metrics); the key is folded with the step."""
+  dtype = precision.compute_dtype(config.model.dtype)
+
+  def loss_fn(params, batch, key):
+    model = nnx.merge(graphdef, precision.cast_floating(params, dtype))
+    out = model(_model_inputs(batch, dtype), key=key, train=True)
+    return compute_losses(out, batch, config)
+
+  def train_step(state, batch, base_key):
+    key = jax.random.fold_in(base_key, state["step"])
+    (total, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch, key)
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    metrics = dict(terms, loss=total, grad_norm=optax.global_norm(grads),
+                   lr=schedule(state["step"]))
+    return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, metrics
+
+  return jax.jit(train_step, donate_argnums=(0,))
+
+
+def make_predict_step(graphdef, config):
+  """predict_step(params, batch) -> the inference outputs dict (f32)."""
+  dtype = precision.compute_dtype(config.model.dtype)
+
+  def predict_step(params, batch):
+    model = nnx.merge(graphdef, precision.cast_floating(params, dtype))
+    out = model(_model_inputs(batch, dtype), train=False)
+    return precision.cast_floating(out, jnp.float32)
+
+  return jax.jit(predict_step)

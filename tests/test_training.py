@@ -1,0 +1,125 @@
+"""End to end on the tiny config: overfitting a batch, resume exactness, evaluation files, CLI."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from configs import tiny
+from launch import config_flags
+from sg_detr_jax import jsonl
+from sg_detr_jax.data.pipeline import device_arrays, train_dataset
+from sg_detr_jax.training import steps as steps_lib
+from sg_detr_jax.training.checkpoints import Checkpoints
+from sg_detr_jax.training.loop import build, train_and_evaluate
+
+
+def tiny_train_config(data):
+  c = tiny.get_config()
+  c.data.data_dir = data["data_dir"]
+  c.data.video_dim, c.data.text_dim = 32, 24
+  c.data.gt_files.val = os.path.join(data["raw"], "annotations", "val.jsonl")
+  c.train.eval_batch_size = 8
+  c.optim.warmup_epochs = 0
+  c.optim.milestones = ()
+  c.optim.lr = 1e-3
+  return c
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_tfds, tmp_path_factory):
+  """One epoch of the tiny config (12 steps) with evaluation, in a fresh workdir."""
+  c = tiny_train_config(synthetic_tfds)
+  c.train.num_epochs = 1
+  workdir = str(tmp_path_factory.mktemp("run"))
+  metrics = train_and_evaluate(c, workdir, progress=False)
+  return c, workdir, metrics
+
+
+def test_overfits_one_batch(synthetic_tfds):
+  c = tiny_train_config(synthetic_tfds)
+  ds, n = train_dataset(c.data, c.train.batch_size, c.seed)
+  batch = device_arrays(next(iter(ds)))
+  graphdef, state, tx, schedule = build(c, n // c.train.batch_size)
+  step = steps_lib.make_train_step(graphdef, c, tx, schedule)
+  key = jax.random.key(0, impl="rbg")
+  losses = []
+  for _ in range(20):
+    state, m = step(state, batch, key)
+    losses.append(float(m["loss"]))
+  assert np.all(np.isfinite(losses))
+  assert np.mean(losses[-4:]) < 0.85 * np.mean(losses[:4]), losses
+
+
+def test_training_writes_checkpoint_logs_and_metrics(trained):
+  c, workdir, metrics = trained
+  assert metrics is not None and "MR-full-mAP" in metrics["brief"]
+  ckpts = Checkpoints(workdir)
+  assert ckpts.steps() == [12] and ckpts.best() == 12
+  lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert {l["split"] for l in lines} == {"train", "eval"}
+  assert all(np.isfinite(l["loss"]) for l in lines if l["split"] == "train")
+  assert os.listdir(os.path.join(workdir, "tensorboard"))
+
+
+def test_resume_restores_params_and_next_step_exactly(trained):
+  c, workdir, _ = trained
+  ckpts = Checkpoints(workdir)
+  ds, n = train_dataset(c.data, c.train.batch_size, c.seed)
+  graphdef, fresh, tx, schedule = build(c, n // c.train.batch_size)
+  state, data_state = ckpts.restore(12, fresh)
+  again, _ = ckpts.restore(12, fresh)
+  for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(again)):
+    np.testing.assert_array_equal(a, b)
+  assert int(state["step"]) == 12
+  it = iter(ds)
+  it.set_state(data_state)
+  batch = device_arrays(next(it))
+  step = steps_lib.make_train_step(graphdef, c, tx, schedule)
+  key = jax.random.key(c.seed, impl=c.train.prng_impl)
+  _, m1 = step(state, batch, key)
+  _, m2 = step(again, batch, key)
+  assert float(m1["loss"]) == float(m2["loss"])
+  # the restored iterator continues where training stopped (batch 13 of the stream)
+  fresh_it = iter(ds)
+  for _ in range(12):
+    next(fresh_it)
+  np.testing.assert_array_equal(next(fresh_it)["meta"]["qid"], batch_meta_qids(ds, data_state))
+
+
+def batch_meta_qids(ds, data_state):
+  it = iter(ds)
+  it.set_state(data_state)
+  return next(it)["meta"]["qid"]
+
+
+def test_evaluate_cli_writes_official_files(trained):
+  from launch import evaluate
+  c, workdir, _ = trained
+  metrics = evaluate.run(c, workdir, "best", "val", quiet=True)
+  preds = jsonl.read_jsonl(os.path.join(workdir, "eval", "val_preds.jsonl"))
+  gt = jsonl.read_jsonl(c.data.gt_files.val)
+  assert sorted(p["qid"] for p in preds) == sorted(g["qid"] for g in gt)
+  by_qid = {g["qid"]: g for g in gt}
+  for p in preds:
+    g = by_qid[p["qid"]]
+    scores = [w[2] for w in p["pred_relevant_windows"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(0 <= w[0] < w[1] <= g["duration"] for w in p["pred_relevant_windows"])
+    assert len(p["pred_saliency_scores"]) == min(round(g["duration"] / 2), c.data.max_video_clips)
+  saved = json.load(open(os.path.join(workdir, "eval", "val_metrics.json")))
+  assert saved["fused"]["brief"] == metrics["brief"] and "detr" in saved
+
+
+def test_config_overrides_and_errors():
+  c = config_flags.load("configs/tiny.py", ["--config.train.batch_size=8",
+                                            "--config.optim.lr", "1e-3",
+                                            "--config.model.proposal_widths=(0.1, 0.2, 0.3, 0.4)"])
+  assert c.train.batch_size == 8 and c.optim.lr == 1e-3
+  assert c.model.proposal_widths == (0.1, 0.2, 0.3, 0.4)
+  with pytest.raises(KeyError, match="no field"):
+    config_flags.load("configs/tiny.py", ["--config.train.batchsize=8"])
+  with pytest.raises(ValueError, match="as a int"):
+    config_flags.load("configs/tiny.py", ["--config.train.batch_size=abc"])
