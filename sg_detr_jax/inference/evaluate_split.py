@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from sg_detr_jax import jsonl
-from sg_detr_jax.evaluation import MR_TASKS, evaluate
+from sg_detr_jax.evaluation import evaluate
 from sg_detr_jax.inference.predict import predict_split
 
 
@@ -35,8 +35,9 @@ def evaluate_split(predict_step, params, config, split: str, out_dir: str | None
     raise FileNotFoundError(f"config.data.gt_files.{split} = {path!r} does not exist")
   gt = jsonl.read_jsonl(path)
   task = config.data.dataset
+  # QVHighlights: the official Moment-DETR keys; other tasks: the CG-DETR superset.
   style = "md" if task == "qvhighlights" else "cg"
-  metrics = {head: evaluate(records[head], gt, task=task, style=style if task in MR_TASKS else "cg",
+  metrics = {head: evaluate(records[head], gt, task=task, style=style,
                             source=f"{split} predictions ({head})") for head in ("fused", "detr")}
   if out_dir:
     jsonl.write_json(os.path.join(out_dir, f"{split}_metrics.json"), metrics)

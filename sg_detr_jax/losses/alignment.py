@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
+import optax
 
 from sg_detr_jax.losses.detection import sigmoid_focal
-from sg_detr_jax.losses.saliency import optax_bce
 from sg_detr_jax.models.layers import l2_normalize
 
-
-_normalize = l2_normalize
 
 
 def moment_sentence_alignment(moment, sentence, alpha, gamma):
@@ -17,7 +15,7 @@ def moment_sentence_alignment(moment, sentence, alpha, gamma):
 
   moment, sentence: [B, d].
   """
-  logits = _normalize(moment) @ _normalize(sentence).T
+  logits = l2_normalize(moment) @ l2_normalize(sentence).T
   target = jnp.eye(logits.shape[0], dtype=logits.dtype)
   return sigmoid_focal(logits, target, alpha, gamma).mean(axis=0).sum()
 
@@ -25,4 +23,4 @@ def moment_sentence_alignment(moment, sentence, alpha, gamma):
 def moment_clip_classification(moment, memory, relevant, mask):
   """mean over B x L of mask * BCE(<m+, z_t> / sqrt(d), 1[y_t > 0]); memory [B, L, d]."""
   logits = jnp.einsum("bd,bld->bl", moment, memory) / jnp.sqrt(moment.shape[-1])
-  return (optax_bce(logits, relevant.astype(logits.dtype)) * mask).mean()
+  return (optax.sigmoid_binary_cross_entropy(logits, relevant.astype(logits.dtype)) * mask).mean()

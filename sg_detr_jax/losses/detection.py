@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 
-from sg_detr_jax.losses import spans as span_ops
-from sg_detr_jax.losses.saliency import optax_bce
+from sg_detr_jax import spans as span_ops
 from sg_detr_jax.models import atss
 
 
@@ -38,10 +38,10 @@ def set_losses(logits, spans, iou, gt, gt_mask, match, background_weight) -> dic
   matched = jnp.zeros(logits.shape, bool).at[jnp.arange(logits.shape[0])[:, None], match].max(
       gt_mask)
   weight = jnp.where(matched, 1.0, background_weight)
-  out["label"] = (weight * optax_bce(logits, matched.astype(logits.dtype))).mean()
+  out["label"] = (weight * optax.sigmoid_binary_cross_entropy(logits, matched.astype(logits.dtype))).mean()
   if iou is not None:
     target = jax.lax.stop_gradient(true_iou)
-    out["quality"] = (optax_bce(_gather(iou, match), target) * m).sum() / n
+    out["quality"] = (optax.sigmoid_binary_cross_entropy(_gather(iou, match), target) * m).sum() / n
   return out
 
 
@@ -60,7 +60,7 @@ def group_losses(logits, spans, label, target, valid) -> dict:
   n = jnp.maximum(pos.sum(), 1)
   ps, ts = span_ops.cxw_to_xx(spans), span_ops.cxw_to_xx(target)
   _, giou = span_ops.iou_and_giou(ps, ts)
-  bce = optax_bce(logits, label.astype(logits.dtype))
+  bce = optax.sigmoid_binary_cross_entropy(logits, label.astype(logits.dtype))
   return {
       "label": (bce * valid).sum() / jnp.maximum(valid.sum(), 1),
       "span": (jnp.abs(ps - ts).sum(-1) * pos).sum() / (2 * n),
@@ -71,7 +71,7 @@ def group_losses(logits, spans, label, target, valid) -> dict:
 def sigmoid_focal(logits, target, alpha, gamma):
   """Element-wise sigmoid focal loss (RetinaNet)."""
   p = jax.nn.sigmoid(logits)
-  ce = optax_bce(logits, target)
+  ce = optax.sigmoid_binary_cross_entropy(logits, target)
   p_t = p * target + (1 - p) * (1 - target)
   alpha_t = alpha * target + (1 - alpha) * (1 - target)
   return alpha_t * ce * (1 - p_t) ** gamma
@@ -100,5 +100,5 @@ def atss_losses(out, lw) -> dict:
       "label": (cls * valid).sum() / n_pos,
       "giou": (ctr_target * (1 - giou) * pos).sum() / ctr_sum,
       "span": (ctr_target * l1 * pos).sum() / ctr_sum,
-      "ctrness": (optax_bce(out["atss_ctr"], ctr_target) * pos).sum() / n_pos,
+      "ctrness": (optax.sigmoid_binary_cross_entropy(out["atss_ctr"], ctr_target) * pos).sum() / n_pos,
   }

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from sg_detr_jax.losses import spans as span_ops
+from sg_detr_jax import spans as span_ops
 
 
 def match_cost(pred_spans, pred_logits, pred_iou, gt_spans, lw):

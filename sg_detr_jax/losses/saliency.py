@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 
 
 def _masked_mean(x, mask):
@@ -18,12 +19,7 @@ def _masked_mean(x, mask):
 def bce(logits, labels, mask):
   """mean over valid clips of BCE(s, 1[y > 0])."""
   target = (labels > 0).astype(logits.dtype)
-  return _masked_mean(optax_bce(logits, target), mask)
-
-
-def optax_bce(logits, target):
-  """Numerically stable BCE with logits, element-wise."""
-  return jnp.maximum(logits, 0) - logits * target + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+  return _masked_mean(optax.sigmoid_binary_cross_entropy(logits, target), mask)
 
 
 def negative_pair(neg_logits, mask, real_neg, eps):

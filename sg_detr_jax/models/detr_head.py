@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from sg_detr_jax.models import layers

@@ -12,6 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from sg_detr_jax import spans as span_ops
 from sg_detr_jax.models import layers
 
 
@@ -41,12 +42,9 @@ def collab_selection(labels, matched_gt, anchors, anchor_mask, num_clips, cap, k
   valid = slots < jnp.minimum(num_pos.max(), cap)
   label = (slots[None] < num_pos[:, None]) & valid[None]
   norm = num_clips.astype(jnp.float32)[:, None, None]
-
-  def cxw(x):  # (x1, x2) -> (center, width), official span_xx_to_cxw (width without +1)
-    return jnp.stack([(x[..., 0] + x[..., 1]) / 2, x[..., 1] - x[..., 0]], axis=-1)
-
-  anchor_cw = cxw(anchors[index]) / norm
-  target = cxw(jnp.take_along_axis(matched_gt, index[..., None], axis=1)) / norm
+  # (x1, x2) -> (center, width) with the width without "+1" (official span_xx_to_cxw).
+  anchor_cw = span_ops.xx_to_cxw(anchors[index]) / norm
+  target = span_ops.xx_to_cxw(jnp.take_along_axis(matched_gt, index[..., None], axis=1)) / norm
   return {"index": index, "reference": layers.inverse_sigmoid(anchor_cw), "label": label,
           "target": target, "valid": valid}
 
@@ -70,7 +68,7 @@ def denoise_queries(spans, span_mask, groups, noise, negative_offset, key):
     validity (slot < max_b n_gt in its half).
   """
   bsz, w, _ = spans.shape
-  x = jnp.stack([spans[..., 0] - spans[..., 1] / 2, spans[..., 0] + spans[..., 1] / 2], -1)
+  x = span_ops.cxw_to_xx(spans)
   k_sign, k_mag = jax.random.split(key)
   shape = (bsz, groups, 2, w, 2)
   sign = jax.random.bernoulli(k_sign, 0.5, shape).astype(jnp.float32) * 2 - 1
@@ -78,7 +76,7 @@ def denoise_queries(spans, span_mask, groups, noise, negative_offset, key):
                                                                               None]
   half_width = spans[:, None, None, :, 1:2] / 2
   noisy = jnp.clip(x[:, None, None] + sign * mag * half_width * noise, 0.0, 1.0)
-  noisy = jnp.stack([(noisy[..., 0] + noisy[..., 1]) / 2, noisy[..., 1] - noisy[..., 0]], -1)
+  noisy = span_ops.xx_to_cxw(noisy)
   present = jnp.broadcast_to(span_mask[:, None, None, :], shape[:-1])
   reference = jnp.where(present[..., None], layers.inverse_sigmoid(noisy), 0.0)
   label = present & (jnp.arange(2) == 0)[None, None, :, None]

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
+from sg_detr_jax import spans as span_ops
 from sg_detr_jax.models import atss, layers, query_groups
 from sg_detr_jax.models.alignment import MomentEncoder, SentenceEncoder
 from sg_detr_jax.models.atss_head import ATSSHead
@@ -106,7 +106,7 @@ class SGDETR(nnx.Module):
   def _atss_targets(self, batch, anchors, level_sizes, anchor_mask):
     """ATSS labels [B, A] and matched GT (start, end) [B, A, 2] in clip units."""
     spans = batch["spans"].astype(jnp.float32)
-    xx = jnp.stack([spans[..., 0] - spans[..., 1] / 2, spans[..., 0] + spans[..., 1] / 2], -1)
+    xx = span_ops.cxw_to_xx(spans)
     seconds = batch["span_seconds"].astype(jnp.float32)[:, None, None]
     gt = jnp.floor(xx * seconds + _FLOOR_TOLERANCE) / batch["clip_len"][:, None, None]
     assign = lambda g, gm, am: atss.assign(anchors, level_sizes, g, gm, self.cfg.atss_top_k, am)

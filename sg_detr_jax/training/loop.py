@@ -13,7 +13,6 @@ import os
 import time
 
 import jax
-import numpy as np
 from tqdm import tqdm
 
 from sg_detr_jax import jsonl
@@ -77,7 +76,7 @@ def train_and_evaluate(config, workdir: str, progress: bool = True) -> dict | No
              desc="train")
   best = None
   pending = None  # device metrics of the last step, fetched only when logged
-  tick = time.time()
+  tick, tick_step = time.time(), step
   while step < total_steps:
     batch = next(iterator)
     state, pending = train_step(state, device_arrays(batch), base_key)
@@ -92,8 +91,9 @@ def train_and_evaluate(config, workdir: str, progress: bool = True) -> dict | No
             f"step {step}: the loss is not finite (non-finite terms: {', '.join(bad)}); "
             f"training stopped, the last good checkpoint in {ckpts.directory} is kept "
             f"(step {ckpts.latest()})")
-      scalars["steps_per_sec"] = t.log_every_steps / max(time.time() - tick, 1e-9)
-      tick = time.time()
+      # Epoch ends also log, so count the steps actually taken since the previous log.
+      scalars["steps_per_sec"] = (step - tick_step) / max(time.time() - tick, 1e-9)
+      tick, tick_step = time.time(), step
       logger.write(step, "train", scalars)
       bar.set_postfix(loss=f"{scalars['loss']:.3f}", lr=f"{scalars['lr']:.2e}")
     if not epoch_end:

@@ -1,4 +1,5 @@
-"""1-D span geometry shared by the losses, the matcher and post-processing."""
+"""1-D span geometry ((center, width) <-> (start, end), IoU / GIoU) shared by the model's query
+groups and ATSS targets, the losses and the matcher."""
 
 from __future__ import annotations
 
