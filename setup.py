@@ -29,7 +29,7 @@ setup(
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6"],
         # Exact pin: a looser torch requirement downloads a multi-GB CUDA build.
-        "torch": ["torch==2.13.0"],
+        "torch": ["torch==2.13.0", "safetensors>=0.4"],
         "cuda": ["jax[cuda12]>=0.10.2,<0.11"],
         "tpu": ["jax[tpu]>=0.10.2,<0.11"],
     },

@@ -39,6 +39,37 @@ def timed(fn, n):
   return compile_s, float(np.median(times))
 
 
+def random_batch(config, bsz: int) -> dict:
+  """A training batch with the config's static shapes and random features (numpy)."""
+  batch = dummy_batch(config, bsz)
+  rng = np.random.default_rng(0)
+  batch["video"] = rng.normal(size=batch["video"].shape).astype(np.float32)
+  batch["text"] = rng.normal(size=batch["text"].shape).astype(np.float32)
+  mid = batch["video"].shape[1] // 2
+  batch.update(pos_idx=np.tile([[mid, mid + 1]], (bsz, 1)).astype(np.int32),
+               neg_idx=np.tile([[2, batch["video"].shape[1] - 3]], (bsz, 1)).astype(np.int32),
+               real_neg=np.ones(bsz, bool))
+  return batch
+
+
+def time_jax(config, bsz: int, steps: int) -> dict:
+  """{"infer_s", "infer_compile_s", "train_s", "train_compile_s"}: medians of `steps` calls."""
+  batch = random_batch(config, bsz)
+  graphdef, state, tx, schedule = build(config, 100)
+  predict = steps_lib.make_predict_step(graphdef, config)
+  ci, ti = timed(lambda: predict(state["params"], batch), steps)
+  train = steps_lib.make_train_step(graphdef, config, tx, schedule)
+  key = jax.random.key(0, impl=config.train.prng_impl)
+  holder = {"state": state}
+
+  def one_step():
+    holder["state"], metrics = train(holder["state"], batch, key)
+    return metrics["loss"]
+
+  ct, tt = timed(one_step, steps)
+  return {"infer_s": ti, "infer_compile_s": ci, "train_s": tt, "train_compile_s": ct}
+
+
 def main(argv=None):
   p = argparse.ArgumentParser()
   p.add_argument("--config", default="configs/qvhighlights.py")
@@ -48,27 +79,10 @@ def main(argv=None):
   config = config_flags.load(args.config, overrides)
   print(f"devices: {jax.devices()}")
   for bsz in args.batch:
-    batch = dummy_batch(config, bsz)
-    rng = np.random.default_rng(0)
-    batch["video"] = rng.normal(size=batch["video"].shape).astype(np.float32)
-    batch["text"] = rng.normal(size=batch["text"].shape).astype(np.float32)
-    batch.update(pos_idx=np.tile([[36, 38]], (bsz, 1)).astype(np.int32),
-                 neg_idx=np.tile([[2, 70]], (bsz, 1)).astype(np.int32),
-                 real_neg=np.ones(bsz, bool))
-    graphdef, state, tx, schedule = build(config, 100)
-    predict = steps_lib.make_predict_step(graphdef, config)
-    c, t = timed(lambda: predict(state["params"], batch), args.steps)
-    print(f"batch {bsz}: inference forward {t:.3f} s (compile {c:.1f} s)")
-    train = steps_lib.make_train_step(graphdef, config, tx, schedule)
-    key = jax.random.key(0, impl=config.train.prng_impl)
-    holder = {"state": state}
-
-    def one_step():
-      holder["state"], metrics = train(holder["state"], batch, key)
-      return metrics["loss"]
-
-    c, t = timed(one_step, args.steps)
-    print(f"batch {bsz}: train step {t:.3f} s (compile {c:.1f} s)")
+    r = time_jax(config, bsz, args.steps)
+    print(f"batch {bsz}: inference forward {r['infer_s']:.3f} s (compile {r['infer_compile_s']:.1f} s)")
+    print(f"batch {bsz}: train step {r['train_s']:.3f} s (compile {r['train_compile_s']:.1f} s)",
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ def get_config() -> ml_collections.ConfigDict:
   t.best_metric = "MR-full-mAP"  # key of the metrics' "brief" block used to pick the best checkpoint
   t.keep_best = 1  # best checkpoints kept besides the latest
   t.log_every_steps = 50
-  t.prng_impl = "rbg"  # dropout PRNG; "rbg" compiles and runs much faster than threefry
+  t.prng_impl = "threefry2x32"  # dropout PRNG; on CPU threefry runs 2x faster than rbg (rbg compiles faster)
   t.init_checkpoint = ""  # a workdir or checkpoint step dir to initialise the params from
   t.max_steps = -1  # > 0: stop after this many steps (smoke runs)
 

@@ -16,12 +16,16 @@ def get_config():
   c.data.gt_files.val = "synthetic_data/raw/annotations/val.jsonl"
   c.model.d_model = 128
   c.model.ffn_dim = 512
-  c.train.batch_size = 32
+  # Few steps (a few hundred) on a small dataset: light regularisation learns the planted
+  # alignment much faster than the QVHighlights recipe (input dropout 0.5, drop-path 0.15).
+  c.model.input_dropout = 0.1
+  c.model.drop_path = 0.0
+  c.train.batch_size = 16  # more updates per CPU-second than 32 (step time is linear in batch)
   c.train.eval_batch_size = 64
-  c.train.num_epochs = 6
+  c.train.num_epochs = 8
   c.train.log_every_steps = 10
   c.optim.lr = 1e-3
   c.optim.warmup_epochs = 1
   c.optim.warmup_init_lr = 1e-4
-  c.optim.milestones = (5,)
+  c.optim.milestones = (7,)
   return c

@@ -43,3 +43,29 @@ def synthetic_tfds(tmp_path_factory):
                    [os.path.join(raw, "video_features")], os.path.join(raw, "text_features"),
                    data_dir)
   return {"raw": raw, "data_dir": data_dir}
+
+
+def tiny_train_config(data):
+  """The tiny config on the session's synthetic dataset (32-d video, 24-d text)."""
+  from configs import tiny
+  c = tiny.get_config()
+  c.data.data_dir = data["data_dir"]
+  c.data.video_dim, c.data.text_dim = 32, 24
+  c.data.gt_files.val = os.path.join(data["raw"], "annotations", "val.jsonl")
+  c.train.eval_batch_size = 8
+  c.optim.warmup_epochs = 0
+  c.optim.milestones = ()
+  c.optim.lr = 1e-3
+  return c
+
+
+@pytest.fixture(scope="session")
+def trained(synthetic_tfds, tmp_path_factory):
+  """One epoch of the tiny config (12 steps) with evaluation, in a fresh workdir (read-only for
+  tests: copy it before changing anything)."""
+  from sg_detr_jax.training.loop import train_and_evaluate
+  c = tiny_train_config(synthetic_tfds)
+  c.train.num_epochs = 1
+  workdir = str(tmp_path_factory.mktemp("run"))
+  metrics = train_and_evaluate(c, workdir, progress=False)
+  return c, workdir, metrics

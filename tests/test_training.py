@@ -7,35 +7,13 @@ import jax
 import numpy as np
 import pytest
 
-from configs import tiny
 from launch import config_flags
 from sg_detr_jax import jsonl
 from sg_detr_jax.data.pipeline import device_arrays, train_dataset
 from sg_detr_jax.training import steps as steps_lib
 from sg_detr_jax.training.checkpoints import Checkpoints
-from sg_detr_jax.training.loop import build, train_and_evaluate
-
-
-def tiny_train_config(data):
-  c = tiny.get_config()
-  c.data.data_dir = data["data_dir"]
-  c.data.video_dim, c.data.text_dim = 32, 24
-  c.data.gt_files.val = os.path.join(data["raw"], "annotations", "val.jsonl")
-  c.train.eval_batch_size = 8
-  c.optim.warmup_epochs = 0
-  c.optim.milestones = ()
-  c.optim.lr = 1e-3
-  return c
-
-
-@pytest.fixture(scope="module")
-def trained(synthetic_tfds, tmp_path_factory):
-  """One epoch of the tiny config (12 steps) with evaluation, in a fresh workdir."""
-  c = tiny_train_config(synthetic_tfds)
-  c.train.num_epochs = 1
-  workdir = str(tmp_path_factory.mktemp("run"))
-  metrics = train_and_evaluate(c, workdir, progress=False)
-  return c, workdir, metrics
+from sg_detr_jax.training.loop import build
+from tests.conftest import tiny_train_config
 
 
 def test_overfits_one_batch(synthetic_tfds):

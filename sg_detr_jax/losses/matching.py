@@ -38,7 +38,9 @@ def match_cost(pred_spans, pred_logits, pred_iou, gt_spans, lw):
 
 def _solve(cost: np.ndarray, gt_mask: np.ndarray) -> np.ndarray:
   """Host side: cost [..., Q, W], gt_mask [..., W] (broadcast) -> query index per GT [..., W]."""
-  cost = np.asarray(cost, np.float64)
+  # Non-finite costs (a diverged forward) must not crash inside the callback: the train step
+  # reports the non-finite loss itself, with the terms named, and skips the update.
+  cost = np.nan_to_num(np.asarray(cost, np.float64), nan=1e9, posinf=1e9, neginf=-1e9)
 
   mask = np.broadcast_to(np.asarray(gt_mask, bool), cost.shape[:-2] + cost.shape[-1:])
   out = np.zeros(mask.shape, np.int32)

@@ -200,6 +200,11 @@ def to_official(value: np.ndarray, transform: str) -> np.ndarray:
   return np.asarray(value)
 
 
+def from_official(value: np.ndarray, transform: str) -> np.ndarray:
+  """The official tensor layout -> our leaf: both transforms are their own inverse."""
+  return to_official(value, transform)
+
+
 def official_shape(shape: tuple[int, ...], transform: str) -> tuple[int, ...]:
   """Shape our leaf takes in the official layout."""
   if transform == "linear":
@@ -209,9 +214,14 @@ def official_shape(shape: tuple[int, ...], transform: str) -> tuple[int, ...]:
   return tuple(shape)
 
 
-def flat_params(module) -> dict[str, np.ndarray]:
-  """{dotted path: array} of every nnx.Param leaf of a module."""
-  pure = nnx.to_pure_dict(nnx.state(module, nnx.Param))
+def flat_params_of_state(params) -> dict[str, np.ndarray]:
+  """{dotted path: array} of an nnx.State of Params (e.g. a train state's "params")."""
+  pure = nnx.to_pure_dict(params)
   leaves = jax.tree_util.tree_flatten_with_path(pure)[0]
   return {".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path): v
           for path, v in leaves}
+
+
+def flat_params(module) -> dict[str, np.ndarray]:
+  """{dotted path: array} of every nnx.Param leaf of a module."""
+  return flat_params_of_state(nnx.state(module, nnx.Param))

@@ -44,6 +44,12 @@ def make_train_step(graphdef, config, tx, schedule):
     (total, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch, key)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
+    # A non-finite loss leaves params and optimizer state untouched, so the state stays the last
+    # good one until the host sees the loss at the next log step and stops training.
+    finite = jnp.isfinite(total)
+    keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+    params = jax.tree_util.tree_map(keep, params, state["params"])
+    opt_state = jax.tree_util.tree_map(keep, opt_state, state["opt_state"])
     metrics = dict(terms, loss=total, grad_norm=optax.global_norm(grads),
                    lr=schedule(state["step"]))
     return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, metrics

@@ -1,0 +1,109 @@
+"""The inference API (Predictor), the npz prediction CLI, the figures, and the non-finite-loss stop.
+
+All on the tiny config trained for one epoch (the `trained` fixture of test_training)."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from sg_detr_jax import jsonl
+from sg_detr_jax.training.checkpoints import Checkpoints
+from sg_detr_jax.training.loop import NonFiniteLossError, train_and_evaluate
+from tests.conftest import tiny_train_config
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained):
+  from launch import evaluate
+  c, workdir, _ = trained
+  evaluate.run(c, workdir, "best", "val", quiet=True)
+  preds = {p["qid"]: p for p in jsonl.read_jsonl(os.path.join(workdir, "eval", "val_preds.jsonl"))}
+  gt = {g["qid"]: g for g in jsonl.read_jsonl(c.data.gt_files.val)}
+  return c, workdir, preds, gt
+
+
+def _raw_files(raw, g):
+  return (os.path.join(raw, "video_features", f"{g['vid']}.npz"),
+          os.path.join(raw, "text_features", f"qid{g['qid']}.npz"))
+
+
+def test_predictor_on_raw_files_matches_launch_evaluate(evaluated, synthetic_tfds):
+  """Raw (unnormalised) release files through the Predictor == the TFDS evaluation path."""
+  from sg_detr_jax import Predictor
+  c, workdir, preds, gt = evaluated
+  predictor = Predictor.from_workdir(workdir)
+  qids = sorted(gt)[:5]
+  pairs, durations = [], []
+  for q in qids:
+    vpath, tpath = _raw_files(synthetic_tfds["raw"], gt[q])
+    pairs.append((np.load(vpath)["features"], np.load(tpath)["last_hidden_state"]))
+    durations.append(gt[q]["duration"])
+  results = predictor.predict_many(pairs, durations)
+  single = predictor.predict(*pairs[0], duration=durations[0])  # batch of 1: another shape
+  for q, r in zip(qids, results):
+    ref = preds[q]
+    # the submission writer stores saliency through float16, like the official writers
+    np.testing.assert_allclose(r.saliency, ref["pred_saliency_scores"], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(r.windows, ref["pred_relevant_windows"], atol=2e-4)
+    assert np.all(r.windows[:, 0] < r.windows[:, 1]) and r.windows[:, 1].max() <= gt[q]["duration"]
+  np.testing.assert_allclose(single.windows, results[0].windows, atol=1e-5)
+  np.testing.assert_allclose(single.saliency, results[0].saliency, atol=1e-5)
+
+
+def test_predictor_rejects_bad_features(evaluated):
+  from sg_detr_jax import Predictor
+  _, workdir, _, _ = evaluated
+  predictor = Predictor.from_workdir(workdir)
+  video, text = np.ones((10, 32), np.float32), np.ones((5, 24), np.float32)
+  with pytest.raises(ValueError, match="expects"):
+    predictor.predict(np.ones((10, 31), np.float32), text)
+  with pytest.raises(ValueError, match="empty"):
+    predictor.predict(video, np.ones((0, 24), np.float32))
+  bad = video.copy()
+  bad[3, 4] = np.nan
+  with pytest.raises(ValueError, match="NaN"):
+    predictor.predict(bad, text)
+
+
+def test_predict_cli_and_figures(evaluated, synthetic_tfds, tmp_path):
+  from launch import predict, visualize
+  c, workdir, preds, gt = evaluated
+  q = sorted(gt)[1]
+  vpath, tpath = _raw_files(synthetic_tfds["raw"], gt[q])
+  out = str(tmp_path / "p.jsonl")
+  assert predict.main(["--workdir", workdir, "--video", vpath, "--text", tpath,
+                       "--duration", str(gt[q]["duration"]), "--out", out]) == 0
+  (row,) = jsonl.read_jsonl(out)
+  np.testing.assert_allclose(row["pred_relevant_windows"], preds[q]["pred_relevant_windows"],
+                             atol=2e-4)
+  np.testing.assert_allclose(row["pred_saliency_scores"], preds[q]["pred_saliency_scores"],
+                             rtol=1e-3, atol=1e-3)  # float16 in the submission file
+  with pytest.raises(SystemExit):  # unpaired arguments
+    predict.main(["--workdir", workdir, "--video", vpath, "--video", vpath, "--text", tpath])
+
+  assert visualize.main(["--workdir", workdir, "--qids", str(q), "--gt", c.data.gt_files.val,
+                         "--out", str(tmp_path / "fig")]) == 0
+  import matplotlib.image
+  img = matplotlib.image.imread(str(tmp_path / "fig" / f"val_{q}.png"))
+  assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 300
+  assert img[..., :3].std() > 0.05  # something was drawn
+  with pytest.raises(SystemExit, match="not in"):
+    visualize.main(["--workdir", workdir, "--qids", "987654321"])
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(trained, tmp_path):
+  c, workdir, _ = trained
+  copy = str(tmp_path / "run")
+  shutil.copytree(workdir, copy)
+  bad = tiny_train_config({"data_dir": c.data.data_dir,
+                           "raw": os.path.dirname(os.path.dirname(c.data.gt_files.val))})
+  bad.train.num_epochs = 2
+  bad.loss.giou = float("nan")  # every step's total loss becomes NaN
+  with pytest.raises(NonFiniteLossError, match=r"not finite.*loss.*last good checkpoint"):
+    train_and_evaluate(bad, copy, progress=False)
+  ckpts = Checkpoints(copy)
+  assert ckpts.steps() == [12]  # nothing written after the bad steps
+  assert json.load(open(os.path.join(copy, "checkpoints", "scores.json")))
