@@ -30,6 +30,8 @@ setup(
         "test": ["pytest>=8", "hypothesis>=6"],
         # Exact pin: a looser torch requirement downloads a multi-GB CUDA build.
         "torch": ["torch==2.13.0", "safetensors>=0.4"],
+        # InterVid-MR labelling on a cluster (TFDS Beam builder; DirectRunner in the tests).
+        "beam": ["apache-beam>=2.60,<3"],
         "cuda": ["jax[cuda12]>=0.10.2,<0.11"],
         "tpu": ["jax[tpu]>=0.10.2,<0.11"],
     },

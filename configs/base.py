@@ -17,6 +17,10 @@ def get_config() -> ml_collections.ConfigDict:
   d.train_split = "train"
   d.eval_split = "val"
   d.gt_files = ml_collections.ConfigDict({"val": "", "test": ""})  # split -> annotation jsonl
+  # Evaluate on another built dataset than the training one ("" = the same), e.g. InterVid-MR
+  # pre-training evaluated zero-shot on QVHighlights val.
+  d.eval_data_dir = ""
+  d.eval_dataset = ""
   d.video_dim = 512  # raw clip feature width in the dataset (before TEF)
   d.text_dim = 512  # token feature width
   d.max_video_clips = 75  # clips kept per video
@@ -120,6 +124,12 @@ def get_config() -> ml_collections.ConfigDict:
   t.prng_impl = "threefry2x32"  # dropout PRNG; on CPU threefry runs 2x faster than rbg (rbg compiles faster)
   t.init_checkpoint = ""  # a workdir or checkpoint step dir to initialise the params from
   t.max_steps = -1  # > 0: stop after this many steps (smoke runs)
+
+  # ---- device mesh (sg_detr_jax/sharding.py) ------------------------------------------------------
+  c.mesh = ms = ml_collections.ConfigDict()
+  ms.shape = (-1,)  # devices per axis; -1 = all remaining devices (of every process)
+  ms.axes = ("data",)
+  ms.data_axis = "data"  # batches are split over this axis; parameters are replicated
 
   # ---- optimiser -------------------------------------------------------------------------------
   c.optim = o = ml_collections.ConfigDict()

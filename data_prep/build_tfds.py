@@ -52,12 +52,40 @@ def discover_splits(annotations: list[str]) -> dict[str, str]:
   return out
 
 
+LAYOUTS = ("auto", "moment_detr", "official")
+# Text files of the official SG-DETR release: `{qid}.npz` with key `features`.
+OFFICIAL_TEXT = ("{qid}.npz", "features")
+
+
+def resolve_text_layout(layout: str, spec, text_dir: str, first_qid: str) -> tuple[str, str]:
+  """(text file pattern, array key) of a feature layout; "auto" looks at the first query's file.
+
+  Video files need no choice: `{vid}.npz`, `.npy` and `.pt` are all found (features.video_path).
+  """
+  if layout not in LAYOUTS:
+    raise ValueError(f"--feature-layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+  md = (spec.text_pattern, spec.text_key)
+  if layout != "auto":
+    return OFFICIAL_TEXT if layout == "official" else md
+  md_path = os.path.join(text_dir, md[0].format(qid=first_qid))
+  official_path = os.path.join(text_dir, OFFICIAL_TEXT[0].format(qid=first_qid))
+  if md_path == official_path and os.path.exists(md_path):  # one file name (TACoS): by the key
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    with np.load(md_path, allow_pickle=False) as npz:
+      return OFFICIAL_TEXT if OFFICIAL_TEXT[1] in npz.files and md[1] not in npz.files else md
+  if os.path.exists(md_path):
+    return md
+  if os.path.exists(official_path):
+    return OFFICIAL_TEXT
+  return md  # neither exists: the build fails naming the expected file
+
+
 def build(dataset: str, annotations: list[str], video_dirs: list[str], text_dir: str,
           data_dir: str, *, video_key: str = "features", text_key: str | None = None,
           text_pattern: str | None = None, normalize_video: bool = True,
           normalize_text: bool | None = None, skip_bad_records: bool = False,
           clip_windows_to_duration: bool = False, domain: str | None = None,
-          overwrite: bool = False) -> tuple[str, dict]:
+          overwrite: bool = False, feature_layout: str = "auto") -> tuple[str, dict]:
   """Builds the dataset; returns (its folder, the build report)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (slow import)
 
@@ -66,9 +94,11 @@ def build(dataset: str, annotations: list[str], video_dirs: list[str], text_dir:
   spec = get_spec(dataset)
   splits = {split: read_annotations(path, spec, clip_windows_to_duration, domain)
             for split, path in discover_splits(annotations).items()}
+  first_qid = next(iter(splits.values()))[0].qid
+  layout_pattern, layout_key = resolve_text_layout(feature_layout, spec, text_dir, first_qid)
   opts = FeatureOptions(
       video_dirs=tuple(video_dirs), text_dir=text_dir, video_key=video_key,
-      text_key=text_key or spec.text_key, text_pattern=text_pattern or spec.text_pattern,
+      text_key=text_key or layout_key, text_pattern=text_pattern or layout_pattern,
       normalize_video=normalize_video,
       normalize_text=spec.normalize_text if normalize_text is None else normalize_text)
   builder = SgDetrFeatures(sources=BuildSources(spec, splits, opts, skip_bad_records),
@@ -93,6 +123,9 @@ def main(argv=None) -> int:
                  help="folder of {vid}.npz; repeat to concatenate several feature types")
   p.add_argument("--text-features", required=True, dest="text_dir")
   p.add_argument("--data-dir", required=True, help="TFDS data dir to write into")
+  p.add_argument("--feature-layout", default="auto", choices=LAYOUTS,
+                 help="moment_detr: {vid}.npz + qid{qid}.npz[last_hidden_state]; official (SG-DETR "
+                      "release): {vid}.pt + {qid}.npz[features]; auto: from the first query's files")
   p.add_argument("--video-key", default="features")
   p.add_argument("--text-key", default=None, help="default: the dataset's convention")
   p.add_argument("--text-pattern", default=None, help="e.g. 'qid{qid}.npz' (dataset default)")
@@ -113,7 +146,7 @@ def main(argv=None) -> int:
         normalize_text=False if args.no_normalize_text else None,
         skip_bad_records=args.skip_bad_records,
         clip_windows_to_duration=args.clip_windows_to_duration, domain=args.domain,
-        overwrite=args.overwrite)
+        overwrite=args.overwrite, feature_layout=args.feature_layout)
   except (AnnotationError, FeatureError, FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -193,15 +193,86 @@ def generate(out: str, num_train: int = 1000, num_val: int = 250, seed: int = 0,
   return summary
 
 
+MEANINGLESS_CAPTIONS = ("the the the the the", "a black screen with white text", "ok",
+                        "### 00:12 ###", "not sure what is happening here")
+
+
+def _timestamp(seconds: float) -> str:
+  """InternVid's "HH:MM:SS.mmm"."""
+  ms = int(round(seconds * 1000))
+  return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
+
+
+def generate_intervid(out: str, num_captions: int = 2000, seed: int = 0, video_dim: int = 512,
+                      text_dim: int = 512, alignment: float = 0.45, signal: float = 0.55,
+                      clip_noise: float = 0.8, text_noise: float = 0.4, pooled_noise: float = 0.3,
+                      meaningless: float = 0.05, missing_video: float = 0.02) -> dict:
+  """InterVid-like raw data in the same world (word vectors) as `generate(seed=seed)`.
+
+  Writes `out/captions.jsonl` (InternVid-10M-FLT fields: YoutubeID, Start_timestamp,
+  End_timestamp, Caption), `out/video_features/{ytid}.npz` (key `features`: clip embeddings of the
+  WHOLE video, 200-450 s, noisier than the QVHighlights-like set) and
+  `out/caption_features/qid{line}.npz` (`last_hidden_state` tokens and `pooled`, the caption
+  embedding in the video space). Each caption's annotated interval is its planted window with
+  scene-cut jitter (a few seconds off, not on the clip grid); a share of captions are meaningless
+  (for the filter) or point at a video without features (counted as missing).
+  """
+  world = _World(np.random.default_rng(seed), text_dim, video_dim, alignment)
+  rng = np.random.default_rng([seed, 17])  # a stream of its own: the world is shared, not the data
+  concepts = [(s, a) for s in SUBJECTS for a in ACTIONS]
+  for sub in ("video_features", "caption_features"):
+    os.makedirs(os.path.join(out, sub), exist_ok=True)
+  lines = []
+  while len(lines) < num_captions:
+    ytid = _random_ytid(rng)
+    num_clips = int(rng.integers(100, 226))
+    scene = _unit(rng.standard_normal(video_dim))
+    drift = np.cumsum(rng.standard_normal((num_clips, video_dim)), axis=0) * 0.04 / np.sqrt(video_dim)
+    video = scene + drift + rng.standard_normal((num_clips, video_dim)) * clip_noise / np.sqrt(video_dim)
+    occupied = np.zeros(num_clips, bool)
+    picked = rng.choice(len(concepts), size=int(rng.integers(2, 5)), replace=False)
+    for ci in picked:
+      windows = _place_windows(rng, num_clips, 1, occupied)
+      if not windows or len(lines) >= num_captions:
+        continue
+      (s, e), = windows
+      video[s:e] += signal * _strength_profile(rng, e - s)[:, None] * world.concept_video(*concepts[ci])
+      qid = len(lines)
+      start = max(0.0, s * CLIP_LEN - rng.uniform(0, 4))
+      end = min(num_clips * CLIP_LEN, e * CLIP_LEN + rng.uniform(-1.5, 4))
+      subject, action = concepts[ci]
+      text = f"a {subject} is {action}"
+      if rng.random() < meaningless:
+        text = MEANINGLESS_CAPTIONS[int(rng.integers(len(MEANINGLESS_CAPTIONS)))]
+      pooled = world.concept_video(subject, action) + pooled_noise * rng.standard_normal(video_dim) / np.sqrt(video_dim)
+      np.savez(os.path.join(out, "caption_features", f"qid{qid}.npz"),
+               last_hidden_state=world.text_tokens(rng, subject, action, text_noise),
+               pooled=pooled.astype(np.float32))
+      lines.append({"YoutubeID": ytid, "Start_timestamp": _timestamp(start),
+                    "End_timestamp": _timestamp(max(end, start + 1.0)), "Caption": text})
+    if rng.random() >= missing_video:
+      np.savez(os.path.join(out, "video_features", f"{ytid}.npz"), features=video.astype(np.float16))
+  with open(os.path.join(out, "captions.jsonl"), "w") as f:
+    for line in lines:
+      f.write(json.dumps(line) + "\n")
+  return {"captions": len(lines), "videos": len({line["YoutubeID"] for line in lines})}
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--out", required=True)
+  p.add_argument("--intervid", type=int, default=0, metavar="N",
+                 help="write N InterVid-like captions (whole videos, caption embeddings) instead")
   p.add_argument("--num-train", type=int, default=1000)
   p.add_argument("--num-val", type=int, default=250)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--video-dim", type=int, default=512)
   p.add_argument("--text-dim", type=int, default=512)
   args = p.parse_args(argv)
+  if args.intervid:
+    print(json.dumps(generate_intervid(args.out, args.intervid, args.seed, args.video_dim,
+                                       args.text_dim)))
+    return 0
   print(json.dumps(generate(args.out, args.num_train, args.num_val, args.seed, args.video_dim,
                             args.text_dim)))
   return 0

@@ -78,6 +78,48 @@ def clip_saliency(ann: Annotation, spec: DatasetSpec, num_clips: int) -> tuple[n
   return saliency, relevant, dropped
 
 
+def example_features(video_dim: int, text_dim: int, num_annotators: int):
+  """The TFDS features of one query example (big tensors raw-bytes encoded)."""
+  big = dict(dtype=np.float32, encoding=tfds.features.Encoding.BYTES)
+  return tfds.features.FeaturesDict({
+      "qid": tfds.features.Text(),
+      "vid": tfds.features.Text(),
+      "query": tfds.features.Text(),
+      "domain": tfds.features.Text(),
+      "duration": tfds.features.Scalar(np.float64),
+      "clip_len": tfds.features.Scalar(np.float32),
+      "has_labels": tfds.features.Scalar(np.bool_),
+      "video_features": tfds.features.Tensor(shape=(None, video_dim), **big),
+      "text_features": tfds.features.Tensor(shape=(None, text_dim), **big),
+      "windows": tfds.features.Tensor(shape=(None, 2), dtype=np.float32),
+      "saliency": tfds.features.Tensor(shape=(None, num_annotators), **big),
+      "relevant": tfds.features.Tensor(shape=(None,), dtype=np.bool_),
+  })
+
+
+def make_example(ann: Annotation, video: np.ndarray, text: np.ndarray, spec: DatasetSpec
+                 ) -> tuple[dict, int]:
+  """(the TFDS example of one query, number of its labelled clips beyond the features).
+
+  Args:
+    ann: the validated annotation.
+    video: [T, Dv] prepared (normalised) clip features.
+    text: [L, Dt] prepared token features.
+    spec: dataset conventions.
+  """
+  if spec.label_kind in ("tvsum", "youtube") and ann.has_labels:
+    # Reference behaviour: the video is cut to the label length when they differ.
+    video = video[:len(ann.saliency_scores)]
+  saliency, relevant, dropped = clip_saliency(ann, spec, len(video))
+  return {
+      "qid": ann.qid, "vid": ann.vid, "query": ann.query, "domain": ann.domain,
+      "duration": ann.duration, "clip_len": spec.clip_len, "has_labels": ann.has_labels,
+      "video_features": video, "text_features": text,
+      "windows": ann.windows.astype(np.float32).reshape(-1, 2),
+      "saliency": saliency, "relevant": relevant,
+  }, dropped
+
+
 class SgDetrFeatures(tfds.core.GeneratorBasedBuilder):
   """Moment-retrieval / highlight-detection features, one builder config per dataset."""
 
@@ -95,27 +137,11 @@ class SgDetrFeatures(tfds.core.GeneratorBasedBuilder):
     super().__init__(config=sources.spec.name, **kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    a = self._sources.spec.num_annotators
-    big = dict(dtype=np.float32, encoding=tfds.features.Encoding.BYTES)
     return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            "qid": tfds.features.Text(),
-            "vid": tfds.features.Text(),
-            "query": tfds.features.Text(),
-            "domain": tfds.features.Text(),
-            "duration": tfds.features.Scalar(np.float64),
-            "clip_len": tfds.features.Scalar(np.float32),
-            "has_labels": tfds.features.Scalar(np.bool_),
-            "video_features": tfds.features.Tensor(shape=(None, self._video_dim), **big),
-            "text_features": tfds.features.Tensor(shape=(None, self._text_dim), **big),
-            "windows": tfds.features.Tensor(shape=(None, 2), dtype=np.float32),
-            "saliency": tfds.features.Tensor(shape=(None, a), **big),
-            "relevant": tfds.features.Tensor(shape=(None,), dtype=np.bool_),
-        }),
-        metadata=tfds.core.MetadataDict(self.build_options()),
-    )
+        builder=self, description=__doc__,
+        features=example_features(self._video_dim, self._text_dim,
+                                  self._sources.spec.num_annotators),
+        metadata=tfds.core.MetadataDict(self.build_options()))
 
   def build_options(self) -> dict:
     """What the examples mean; stored in the dataset metadata for the input pipeline."""
@@ -158,16 +184,7 @@ class SgDetrFeatures(tfds.core.GeneratorBasedBuilder):
         self._report[split]["skipped"] += 1
         self._skipped[split].append(f"{ann.where}: {e}")
         continue
-      if spec.label_kind in ("tvsum", "youtube") and ann.has_labels:
-        # Reference behaviour: the video is cut to the label length when they differ.
-        video = video[:len(ann.saliency_scores)]
-      saliency, relevant, dropped = clip_saliency(ann, spec, len(video))
+      example, dropped = make_example(ann, video, text, spec)
       self._report[split]["written"] += 1
       self._report[split]["labels_beyond_features"] += dropped
-      yield ann.qid, {
-          "qid": ann.qid, "vid": ann.vid, "query": ann.query, "domain": ann.domain,
-          "duration": ann.duration, "clip_len": spec.clip_len, "has_labels": ann.has_labels,
-          "video_features": video, "text_features": text,
-          "windows": ann.windows.astype(np.float32).reshape(-1, 2),
-          "saliency": saliency, "relevant": relevant,
-      }
+      yield ann.qid, example

@@ -3,7 +3,9 @@
   python -m launch.train --config configs/synthetic.py --workdir workdirs/synthetic \
       [--config.train.num_epochs=20 ...]
 
-Re-running on an existing workdir resumes from its latest checkpoint. With the synthetic config
+Re-running on an existing workdir resumes from its latest checkpoint. Several processes (GPU nodes,
+TPU hosts): add --distributed and start one process per host (launch/slurm_gpu.sh,
+launch/tpu_pod.sh); the mesh spans every device and each process reads its own slice of the data. With the synthetic config
 the dataset is generated and built on first use. When training ends, the best checkpoint's
 validation metrics are printed and written to <workdir>/eval/.
 """
@@ -42,10 +44,17 @@ def main(argv=None) -> int:
   p.add_argument("--config", required=True)
   p.add_argument("--workdir", required=True)
   p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+  p.add_argument("--distributed", action="store_true",
+                 help="multi-process run: jax.distributed.initialize() (SLURM / Cloud TPU / "
+                      "JAX_COORDINATOR_ADDRESS environments are detected)")
   args, overrides = p.parse_known_args(argv)
+  if args.distributed:
+    import jax  # pylint: disable=g-import-not-at-top
+    jax.distributed.initialize()
   config = config_flags.load(args.config, overrides)
   config.lock()
-  ensure_synthetic(config)
+  if not args.distributed:
+    ensure_synthetic(config)  # multi-process runs read a dataset built beforehand
   from launch import evaluate
   from sg_detr_jax.training.loop import train_and_evaluate
   train_and_evaluate(config, args.workdir, progress=not args.no_progress)

@@ -5,6 +5,12 @@ import sys
 
 import pytest
 
+# Tests compile many small programs and run each a few times: XLA's CPU backend at optimisation
+# level 0 compiles the train step ~25% faster. Set before anything imports jax; subprocesses
+# (the sharding check, launch.* runs) inherit it, so their results stay comparable.
+os.environ["XLA_FLAGS"] = " ".join(
+    [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]).strip()
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # configs/ is imported as a package from the checkout
 SHARED = os.environ.get("SG_DETR_SHARED", os.path.join(os.path.dirname(REPO), "shared"))
@@ -61,11 +67,11 @@ def tiny_train_config(data):
 
 @pytest.fixture(scope="session")
 def trained(synthetic_tfds, tmp_path_factory):
-  """One epoch of the tiny config (12 steps) with evaluation, in a fresh workdir (read-only for
-  tests: copy it before changing anything)."""
+  """Two epochs of the tiny config (12 steps each) with evaluation, in a fresh workdir (read-only
+  for tests: copy it before changing anything)."""
   from sg_detr_jax.training.loop import train_and_evaluate
   c = tiny_train_config(synthetic_tfds)
-  c.train.num_epochs = 1
+  c.train.num_epochs = 2
   workdir = str(tmp_path_factory.mktemp("run"))
   metrics = train_and_evaluate(c, workdir, progress=False)
   return c, workdir, metrics

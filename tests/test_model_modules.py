@@ -154,3 +154,28 @@ def test_encoder_ignores_padded_clips_and_is_deterministic_in_eval():
   np.testing.assert_array_equal(a, enc(x, pos, mask, _keys()))
   c = enc(x, pos, mask, layers.KeySeq(jax.random.key(0)))  # training mode: dropout / DropPath
   assert not np.allclose(a, c)
+
+
+def test_dropout_masks_have_the_rate_and_are_independent():
+  keys = layers.KeySeq(jax.random.key(3))
+  s1, s2 = keys(), keys()
+  assert not np.array_equal(np.asarray(s1), np.asarray(s2))
+  for rate in (0.1, 0.5):
+    m1 = np.asarray(layers.keep_mask(s1, rate, (256, 512)))
+    m2 = np.asarray(layers.keep_mask(s2, rate, (256, 512)))
+    n = m1.size
+    # Binomial: 5 standard deviations of the keep share.
+    tol = 5 * np.sqrt(rate * (1 - rate) / n)
+    assert abs(m1.mean() - (1 - rate)) < tol and abs(m2.mean() - (1 - rate)) < tol
+    # Neighbours along either axis and the two seeds' masks are uncorrelated.
+    for a, b in ((m1[:, 1:], m1[:, :-1]), (m1[1:], m1[:-1]), (m1, m2)):
+      corr = np.corrcoef(a.ravel().astype(float), b.ravel().astype(float))[0, 1]
+      assert abs(corr) < 5 / np.sqrt(a.size), corr
+  # Same seed -> same mask (a resumed run replays exactly); dropout keeps the expectation.
+  np.testing.assert_array_equal(np.asarray(layers.keep_mask(s1, 0.1, (7, 9))),
+                                np.asarray(layers.keep_mask(s1, 0.1, (7, 9))))
+  x = jnp.ones((512, 512))
+  assert abs(float(layers.dropout(x, 0.3, s1).mean()) - 1.0) < 0.01
+  # Real PRNG keys (DN noise, collab negatives) differ from each other.
+  k1, k2 = keys.key(), keys.key()
+  assert not np.array_equal(np.asarray(jax.random.key_data(k1)), np.asarray(jax.random.key_data(k2)))

@@ -45,6 +45,9 @@ class DatasetSpec:
 DATASETS = {
     "qvhighlights": DatasetSpec("qvhighlights", 2.0, "qid{qid}.npz", "last_hidden_state", True, 3,
                                 "qvh", "qvh", True, int, ori_vid_strip=2),
+    # Pseudo-labelled pre-training data (data_prep.intervid_mr): QVHighlights conventions.
+    "intervid_mr": DatasetSpec("intervid_mr", 2.0, "qid{qid}.npz", "last_hidden_state", True, 3,
+                               "qvh", "qvh", True, int, ori_vid_strip=2),
     "charades_sta": DatasetSpec("charades_sta", 1.0, "qid{qid}.npz", "last_hidden_state", True, 1,
                                 "windows", "binary", True, int),
     "tacos": DatasetSpec("tacos", 2.0, "{qid}.npz", "last_hidden_state", True, 1, "windows",

@@ -123,7 +123,8 @@ def train_dataset(data_cfg, batch_size: int, seed: int, process_index: int = 0,
   processor = ExampleProcessor(data_cfg, metadata, train=True)
   ds = grain.MapDataset.source(source)
   if process_count > 1:
-    ds = ds[process_index::process_count]
+    # Equal slices (the remainder is dropped) so every process runs the same number of steps.
+    ds = ds[:len(ds) - len(ds) % process_count][process_index::process_count]
   num_examples = len(ds)
   if num_examples < batch_size:
     raise ValueError(f"the {data_cfg.train_split!r} split has {num_examples} examples for this "
@@ -134,8 +135,21 @@ def train_dataset(data_cfg, batch_size: int, seed: int, process_index: int = 0,
   return ds, num_examples
 
 
+def eval_view(data_cfg):
+  """`data_cfg` as the evaluation sees it: `eval_data_dir` / `eval_dataset` replace `data_dir` /
+  `dataset` when set (zero-shot evaluation on another dataset than the training one)."""
+  if not data_cfg.get("eval_data_dir") and not data_cfg.get("eval_dataset"):
+    return data_cfg
+  view = data_cfg.copy_and_resolve_references()
+  with view.unlocked():
+    view.data_dir = data_cfg.eval_data_dir or data_cfg.data_dir
+    view.dataset = data_cfg.eval_dataset or data_cfg.dataset
+  return view
+
+
 def eval_dataset(data_cfg, split: str, batch_size: int) -> tuple[grain.MapDataset, dict]:
   """Batches of a whole split in file order (last one padded) and the build metadata."""
+  data_cfg = eval_view(data_cfg)
   source, metadata = open_split(data_cfg.data_dir, data_cfg.dataset, split)
   processor = ExampleProcessor(data_cfg, metadata, train=False)
   ds = (grain.MapDataset.source(source).map(processor)

@@ -1,6 +1,7 @@
 """Where `data_prep.build_tfds` writes a dataset, and how the pipeline opens it (no TensorFlow).
 
-Layout: `{data_dir}/sg_detr_features/{dataset}/{version}/` with array_record shards, read through
+Layout: `{data_dir}/sg_detr_features/{dataset}/{version}/` (data_prep.build_tfds) or
+`{data_dir}/{dataset}/{version}/` (builders of their own, e.g. InterVid-MR) with array_record shards, read through
 `tfds.builder_from_directory(...).as_data_source(split)` (random access, no tf.data).
 """
 
@@ -16,6 +17,9 @@ def dataset_dir(data_dir: str, dataset: str) -> str:
   """The version folder of `dataset` under `data_dir` (or `data_dir` itself if it is one)."""
   if os.path.isfile(os.path.join(data_dir, "dataset_info.json")):
     return data_dir
+  own = os.path.join(data_dir, dataset, TFDS_VERSION)
+  if os.path.isfile(os.path.join(own, "dataset_info.json")):
+    return own
   return os.path.join(data_dir, TFDS_NAME, dataset, TFDS_VERSION)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from sg_detr_jax import jsonl
+from sg_detr_jax.data.pipeline import eval_view
 from sg_detr_jax.evaluation import evaluate
 from sg_detr_jax.inference.predict import predict_split
 
@@ -34,7 +35,7 @@ def evaluate_split(predict_step, params, config, split: str, out_dir: str | None
   if not os.path.isfile(path):
     raise FileNotFoundError(f"config.data.gt_files.{split} = {path!r} does not exist")
   gt = jsonl.read_jsonl(path)
-  task = config.data.dataset
+  task = eval_view(config.data).dataset
   # QVHighlights: the official Moment-DETR keys; other tasks: the CG-DETR superset.
   style = "md" if task == "qvhighlights" else "cg"
   metrics = {head: evaluate(records[head], gt, task=task, style=style,

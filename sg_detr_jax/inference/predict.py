@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from sg_detr_jax.data.pipeline import device_arrays, eval_dataset
+from sg_detr_jax.data.pipeline import device_arrays, eval_dataset, eval_view
 from sg_detr_jax.evaluation.submission import make_record
 from sg_detr_jax.inference.postprocess import sample_windows
 
@@ -33,7 +33,7 @@ def records_for_batch(out: dict, batch: dict, pp, qid_type: str, with_saliency: 
 def predict_split(predict_step, params, config, split: str, progress=None):
   """Runs the model on `split` of `config.data`; returns ({"fused", "detr"} records, metadata)."""
   ds, metadata = eval_dataset(config.data, split, config.train.eval_batch_size)
-  with_saliency = config.data.dataset in ("qvhighlights", "youtube_hl", "tvsum")
+  with_saliency = eval_view(config.data).dataset in ("qvhighlights", "youtube_hl", "tvsum")
   res = {"fused": [], "detr": []}
   for batch in (progress(ds) if progress else ds):
     out = jax.device_get(predict_step(params, device_arrays(batch)))

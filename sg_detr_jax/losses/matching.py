@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 from scipy.optimize import linear_sum_assignment
 
 from sg_detr_jax import spans as span_ops
@@ -55,18 +56,29 @@ def _solve(cost: np.ndarray, gt_mask: np.ndarray) -> np.ndarray:
   return out
 
 
-def hungarian(cost: jax.Array, gt_mask: jax.Array) -> jax.Array:
+def hungarian(cost: jax.Array, gt_mask: jax.Array, mesh=None, axis: str | None = None,
+              batch_dim: int = 0) -> jax.Array:
   """Optimal one-to-one assignment of GTs to queries, from inside jit.
 
   Args:
     cost: [..., Q, W] (Q >= number of valid GTs).
     gt_mask: [..., W] bool, broadcastable to cost[..., 0, :].
+    mesh, axis: when the batch is split over mesh axis `axis`, the callback runs inside
+      `jax.shard_map`, so every device sends only its own rows to its host (a sharded batch is
+      never gathered onto one device for matching).
+    batch_dim: the batch dimension of `cost` (split over `axis`).
 
   Returns:
     [..., W] int32: the query matched to each GT (0 for invalid GTs; mask them with gt_mask).
   """
-  shape = jax.ShapeDtypeStruct(cost.shape[:-2] + cost.shape[-1:], jnp.int32)
   gt_mask = jnp.broadcast_to(gt_mask, cost.shape[:-2] + cost.shape[-1:])
-  out = jax.pure_callback(_solve, shape, jax.lax.stop_gradient(cost), gt_mask,
-                          vmap_method="sequential")
-  return jax.lax.stop_gradient(out)
+
+  def solve(c, m):
+    shape = jax.ShapeDtypeStruct(c.shape[:-2] + c.shape[-1:], jnp.int32)
+    return jax.pure_callback(_solve, shape, c, m, vmap_method="sequential")
+
+  if mesh is not None and mesh.shape[axis] > 1:
+    spec = P(*([None] * batch_dim), axis)
+    solve = jax.shard_map(solve, mesh=mesh, in_specs=(spec, spec), out_specs=spec,
+                          check_vma=False)
+  return jax.lax.stop_gradient(solve(jax.lax.stop_gradient(cost), gt_mask))

@@ -45,8 +45,11 @@ def weights_table(term_names, lw) -> dict[str, float]:
   return table
 
 
-def compute_losses(out: dict, batch: dict, config) -> tuple[jnp.ndarray, dict]:
-  """Total loss and the dict of unweighted terms (all f32 scalars)."""
+def compute_losses(out: dict, batch: dict, config, mesh=None) -> tuple[jnp.ndarray, dict]:
+  """Total loss and the dict of unweighted terms (all f32 scalars).
+
+  `mesh`: the data-parallel mesh when the batch is sharded (the matcher then runs per shard).
+  """
   lw = config.loss
   out = {k: (v.astype(jnp.float32) if jnp.issubdtype(v.dtype, jnp.floating) else v)
          for k, v in out.items()}
@@ -67,7 +70,8 @@ def compute_losses(out: dict, batch: dict, config) -> tuple[jnp.ndarray, dict]:
   costs = [match_cost(out["pred_spans"][i], out["pred_logits"][i],
                       None if pred_iou is None else pred_iou[i], gt, lw) for i in range(num_layers)]
   costs.append(match_cost(out["enc_spans"], out["enc_logits"], out["enc_iou"], gt, lw))
-  matches = hungarian(jnp.stack(costs), gt_mask[None])
+  matches = hungarian(jnp.stack(costs), gt_mask[None], mesh,
+                      config.mesh.data_axis if mesh is not None else None, batch_dim=1)
   for i in range(num_layers):
     layer = detection.set_losses(out["pred_logits"][i], out["pred_spans"][i],
                                  None if pred_iou is None else pred_iou[i], gt, gt_mask,

@@ -168,7 +168,7 @@ class SGDETR(nnx.Module):
       if m.denoise:
         dn_groups = query_groups.num_dn_groups(m.dn_budget, self.max_windows)
         dn = query_groups.denoise_queries(batch["spans"].astype(jnp.float32), batch["span_mask"],
-                                          dn_groups, m.dn_noise, m.dn_negative_offset, keys())
+                                          dn_groups, m.dn_noise, m.dn_negative_offset, keys.key())
         num_dn, dn_valid = dn["reference"].shape[1], dn["valid"]
         dn_content = jnp.where(dn["present"][..., None],
                                self.main_det_head.dn_label_enc[...].astype(dtype), 0.0)
@@ -179,7 +179,7 @@ class SGDETR(nnx.Module):
       if m.collab:
         num_clips = video_mask.sum(axis=1)
         co = query_groups.collab_selection(labels, matched_gt, anchors, anchor_mask, num_clips,
-                                           m.collab_cap, keys())
+                                           m.collab_cap, keys.key())
         feats = jnp.take_along_axis(tokens, co["index"][..., None], axis=1)
         prefix_content.append(self.main_det_head.collab_content(feats))
         prefix_ref.append(co["reference"])

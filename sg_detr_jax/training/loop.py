@@ -15,10 +15,11 @@ import time
 import jax
 from tqdm import tqdm
 
-from sg_detr_jax import jsonl
+from sg_detr_jax import jsonl, sharding
 from sg_detr_jax.data.pipeline import device_arrays, train_dataset
 from sg_detr_jax.inference.evaluate_split import evaluate_split, gt_file
 from sg_detr_jax.models import sg_detr
+from sg_detr_jax.training import provenance
 from sg_detr_jax.training import steps as steps_lib
 from sg_detr_jax.training.checkpoints import Checkpoints
 from sg_detr_jax.training.logger import MetricLogger
@@ -51,12 +52,26 @@ def train_and_evaluate(config, workdir: str, progress: bool = True) -> dict | No
   """Trains `config` in `workdir` (resuming if it holds checkpoints); returns the best metrics."""
   os.makedirs(workdir, exist_ok=True)
   t = config.train
-  ds, num_examples = train_dataset(config.data, t.batch_size, config.seed)
-  steps_per_epoch = num_examples // t.batch_size
+  mesh = sharding.make_mesh(config.mesh)
+  axis = config.mesh.data_axis
+  sharding.check_batch_size(t.batch_size, mesh, axis)
+  sharding.check_batch_size(t.eval_batch_size, mesh, axis)
+  if t.batch_size % jax.process_count():
+    raise ValueError(f"train.batch_size {t.batch_size} is not divisible by the "
+                     f"{jax.process_count()} processes")
+  local_batch = t.batch_size // jax.process_count()  # every process feeds its own rows
+  ds, num_examples = train_dataset(config.data, local_batch, config.seed, jax.process_index(),
+                                   jax.process_count())
+  steps_per_epoch = num_examples // local_batch
   total_steps = steps_per_epoch * t.num_epochs
   if t.max_steps > 0:
     total_steps = min(total_steps, t.max_steps)
   graphdef, state, tx, schedule = build(config, steps_per_epoch)
+  # One device: plain jit without shardings (the same executable as make_*_step(..., mesh=None),
+  # so a step built again in this process is not compiled again) and default placement.
+  step_mesh = mesh if mesh.size > 1 else None
+  if step_mesh is not None:
+    state = sharding.replicate(state, mesh)  # restores below keep this placement
   ckpts = Checkpoints(workdir, t.keep_best)
   iterator = iter(ds)
   latest = ckpts.latest()
@@ -65,12 +80,14 @@ def train_and_evaluate(config, workdir: str, progress: bool = True) -> dict | No
     iterator.set_state(data_state)
   elif t.init_checkpoint:
     state = _init_from(config, graphdef, state, tx)
-  jsonl.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+  if jax.process_index() == 0:
+    jsonl.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+    provenance.record(workdir, config.seed)
 
-  train_step = steps_lib.make_train_step(graphdef, config, tx, schedule)
-  predict_step = steps_lib.make_predict_step(graphdef, config)
+  train_step = steps_lib.make_train_step(graphdef, config, tx, schedule, step_mesh)
+  predict_step = steps_lib.make_predict_step(graphdef, config, step_mesh)
   base_key = jax.random.key(config.seed, impl=t.prng_impl)
-  logger = MetricLogger(workdir)
+  logger = MetricLogger(workdir, enabled=jax.process_index() == 0)
   step = int(state["step"])
   bar = tqdm(total=total_steps, initial=step, disable=not progress, dynamic_ncols=True,
              desc="train")
@@ -79,7 +96,10 @@ def train_and_evaluate(config, workdir: str, progress: bool = True) -> dict | No
   tick, tick_step = time.time(), step
   while step < total_steps:
     batch = next(iterator)
-    state, pending = train_step(state, device_arrays(batch), base_key)
+    arrays = device_arrays(batch)
+    if step_mesh is not None:
+      arrays = sharding.shard_batch(arrays, mesh, axis)
+    state, pending = train_step(state, arrays, base_key)
     step += 1
     bar.update(1)
     epoch_end = step % steps_per_epoch == 0 or step == total_steps

@@ -21,6 +21,7 @@ def epoch_schedule(optim_cfg, steps_per_epoch: int):
     decay = optim_cfg.gamma ** jnp.sum(epoch >= milestones) if milestones.size else 1.0
     return jnp.where(epoch < warm, warm_lr, lr * decay)
 
+  schedule.steps_per_epoch = steps_per_epoch  # with config.optim, all the schedule depends on
   return schedule
 
 

@@ -12,11 +12,27 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from sg_detr_jax import sharding
 from sg_detr_jax.losses.total import compute_losses
 from sg_detr_jax.models import precision
 
 # Batch entries the model consumes in floating point (cast to the compute dtype).
 _FLOAT_INPUTS = ("video", "text")
+
+# Jitted steps by (kind, config, steps per epoch, mesh). A step is a pure function of those: the
+# model graph is built from the config (`loop.build`), tx and schedule from config.optim and the
+# steps per epoch. Building the same step twice in one process (evaluation after training, a
+# resumed or repeated run, a notebook) so reuses the compiled executable instead of compiling the
+# model again (~1 min on a CPU). (GraphDefs holding a ConfigDict are not hashable themselves.)
+_STEPS: dict = {}
+
+
+def _cached(kind: str, graphdef, config, extra, mesh, make):
+  del graphdef  # determined by the config
+  key = (kind, config.to_json(), extra, mesh)
+  if key not in _STEPS:
+    _STEPS[key] = make()
+  return _STEPS[key]
 
 
 def init_state(model: nnx.Module, tx: optax.GradientTransformation):
@@ -30,14 +46,24 @@ def _model_inputs(batch, dtype):
   return {k: (v.astype(dtype) if k in _FLOAT_INPUTS else v) for k, v in batch.items()}
 
 
-def make_train_step(graphdef, config, tx, schedule):
-  """train_step(state, batch, base_key) -> (state, metrics); the key is folded with the step."""
+def make_train_step(graphdef, config, tx, schedule, mesh=None):
+  """train_step(state, batch, base_key) -> (state, metrics); the key is folded with the step.
+
+  With a `mesh`, the step is jitted with the state and key replicated and the batch split over
+  `config.mesh.data_axis` (inputs must already carry those shardings, see `sharding.shard_batch`);
+  outputs (state, metrics) are replicated.
+  """
+  return _cached("train", graphdef, config, getattr(schedule, "steps_per_epoch", id(schedule)),
+                 mesh, lambda: _make_train_step(graphdef, config, tx, schedule, mesh))
+
+
+def _make_train_step(graphdef, config, tx, schedule, mesh):
   dtype = precision.compute_dtype(config.model.dtype)
 
   def loss_fn(params, batch, key):
     model = nnx.merge(graphdef, precision.cast_floating(params, dtype))
     out = model(_model_inputs(batch, dtype), key=key, train=True)
-    return compute_losses(out, batch, config)
+    return compute_losses(out, batch, config, mesh)
 
   def train_step(state, batch, base_key):
     key = jax.random.fold_in(base_key, state["step"])
@@ -54,11 +80,25 @@ def make_train_step(graphdef, config, tx, schedule):
                    lr=schedule(state["step"]))
     return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, metrics
 
-  return jax.jit(train_step, donate_argnums=(0,))
+  if mesh is None:
+    return jax.jit(train_step, donate_argnums=(0,))
+  rep = sharding.replicated(mesh)
+  return jax.jit(train_step, donate_argnums=(0,),
+                 in_shardings=(rep, sharding.batch_sharding(mesh, config.mesh.data_axis), rep),
+                 out_shardings=(rep, rep))
 
 
-def make_predict_step(graphdef, config):
-  """predict_step(params, batch) -> the inference outputs dict (f32)."""
+def make_predict_step(graphdef, config, mesh=None):
+  """predict_step(params, batch) -> the inference outputs dict (f32).
+
+  With a `mesh`, params are replicated and the batch (numpy rows are placed automatically) is split
+  over `config.mesh.data_axis`.
+  """
+  return _cached("predict", graphdef, config, None, mesh,
+                 lambda: _make_predict_step(graphdef, config, mesh))
+
+
+def _make_predict_step(graphdef, config, mesh):
   dtype = precision.compute_dtype(config.model.dtype)
 
   def predict_step(params, batch):
@@ -66,4 +106,7 @@ def make_predict_step(graphdef, config):
     out = model(_model_inputs(batch, dtype), train=False)
     return precision.cast_floating(out, jnp.float32)
 
-  return jax.jit(predict_step)
+  if mesh is None:
+    return jax.jit(predict_step)
+  return jax.jit(predict_step, in_shardings=(
+      sharding.replicated(mesh), sharding.batch_sharding(mesh, config.mesh.data_axis)))

@@ -1,0 +1,133 @@
+"""Training / inference throughput of the full model on the current devices, as one JSON object.
+
+  python benchmarks/scale.py [--config configs/qvhighlights.py] [--train-batch 32 128] \
+      [--infer-batch 1 256] [--steps 20] [--data-dir synthetic_data/tfds] [--config.x=...]
+
+For every train batch size: median seconds per jitted train step over `--steps` calls after the
+compile (data-parallel over all local devices, as launch.train runs it), the compile time, and the
+share of the step spent in the host Hungarian matcher (scipy time inside the callback / step time).
+For every inference batch size: queries per second of the jitted eval forward. Input feeding: the
+seconds to draw one training batch from a built TFDS dataset through the grain pipeline and place
+it on the devices (--data-dir, skipped when absent), and its share of a step. Peak memory: device
+`peak_bytes_in_use` where the backend reports it, else the process's max RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+import model_speed  # noqa: E402
+from launch import config_flags  # noqa: E402
+from sg_detr_jax import sharding  # noqa: E402
+from sg_detr_jax.losses import matching  # noqa: E402
+from sg_detr_jax.training import steps as steps_lib  # noqa: E402
+from sg_detr_jax.training.loop import build  # noqa: E402
+
+_MATCH_SECONDS = [0.0]
+_solve = matching._solve  # pylint: disable=protected-access
+
+
+def _timed_solve(*args):
+  t = time.perf_counter()
+  out = _solve(*args)
+  _MATCH_SECONDS[0] += time.perf_counter() - t
+  return out
+
+
+def train_numbers(config, bsz, steps, mesh):
+  config.train.batch_size = bsz
+  batch = sharding.shard_batch(model_speed.random_batch(config, bsz), mesh, config.mesh.data_axis)
+  graphdef, state, tx, schedule = build(config, 100)
+  state = sharding.replicate(state, mesh)
+  train = steps_lib.make_train_step(graphdef, config, tx, schedule, mesh)
+  key = jax.random.key(0, impl=config.train.prng_impl)
+  t = time.perf_counter()
+  state, m = train(state, batch, key)
+  jax.block_until_ready(m["loss"])
+  compile_s = time.perf_counter() - t
+  times = []
+  _MATCH_SECONDS[0] = 0.0
+  for _ in range(steps):
+    t = time.perf_counter()
+    state, m = train(state, batch, key)
+    jax.block_until_ready(m["loss"])
+    times.append(time.perf_counter() - t)
+  step_s = float(np.median(times))
+  return {"step_s": step_s, "compile_s": compile_s,
+          "matcher_share": _MATCH_SECONDS[0] / max(sum(times), 1e-9)}
+
+
+def infer_numbers(config, bsz, steps, mesh):
+  batch = model_speed.random_batch(config, bsz)
+  batch = {k: batch[k] for k in ("video", "video_mask", "text", "text_mask")}
+  graphdef, state, _, _ = build(config, 100)
+  predict = steps_lib.make_predict_step(graphdef, config, mesh)
+  params = sharding.replicate(state["params"], mesh)
+  compile_s, t = model_speed.timed(lambda: predict(params, batch), steps)
+  return {"queries_per_s": bsz / t, "forward_s": t, "compile_s": compile_s}
+
+
+def feeding_numbers(config, data_dir, bsz, mesh, n=20):
+  from sg_detr_jax.data.pipeline import device_arrays, train_dataset  # pylint: disable=g-import-not-at-top
+  config.data.data_dir = data_dir
+  ds, _ = train_dataset(config.data, bsz, 0)
+  it = iter(ds)
+  next(it)
+  t = time.perf_counter()
+  for _ in range(n):
+    jax.block_until_ready(sharding.shard_batch(device_arrays(next(it)), mesh,
+                                               config.mesh.data_axis))
+  return (time.perf_counter() - t) / n
+
+
+def peak_memory() -> dict:
+  stats = jax.local_devices()[0].memory_stats() or {}
+  if "peak_bytes_in_use" in stats:
+    return {"device_peak_bytes": int(stats["peak_bytes_in_use"])}
+  return {"host_max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  p.add_argument("--config", default="configs/qvhighlights.py")
+  p.add_argument("--train-batch", type=int, nargs="*", default=[32, 128])
+  p.add_argument("--infer-batch", type=int, nargs="*", default=[1, 256])
+  p.add_argument("--steps", type=int, default=20)
+  p.add_argument("--data-dir", default="synthetic_data/tfds")
+  args, overrides = p.parse_known_args(argv)
+  config = config_flags.load(args.config, overrides)
+  matching._solve = _timed_solve  # pylint: disable=protected-access  (traced after this line)
+  mesh = sharding.make_mesh(config.mesh, jax.local_devices())
+  result = {"devices": [str(d) for d in jax.local_devices()], "backend": jax.default_backend(),
+            "config": args.config, "overrides": overrides, "steps_timed": args.steps,
+            "train": {}, "infer": {}}
+  for bsz in args.train_batch:
+    result["train"][bsz] = train_numbers(config, bsz, args.steps, mesh)
+  for bsz in args.infer_batch:
+    result["infer"][bsz] = infer_numbers(config, bsz, args.steps, mesh)
+  if os.path.isdir(args.data_dir) and args.train_batch:
+    bsz = args.train_batch[0]
+    try:
+      feed = feeding_numbers(config, args.data_dir, bsz, mesh)
+      result["input_feeding"] = {"batch": bsz, "seconds_per_batch": feed,
+                                 "share_of_step": feed / result["train"][bsz]["step_s"]}
+    except ValueError as e:  # a dataset of other feature widths than the config
+      result["input_feeding"] = {"skipped": str(e)}
+  result["peak_memory"] = peak_memory()
+  print(json.dumps(result, indent=1))
+  return result
+
+
+if __name__ == "__main__":
+  main()
