@@ -1,7 +1,11 @@
 """Shared fixtures: the read-only reference data beside the repo, and a small synthetic dataset."""
 
 import os
+import signal
+import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -75,3 +79,71 @@ def trained(synthetic_tfds, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("run"))
   metrics = train_and_evaluate(c, workdir, progress=False)
   return c, workdir, metrics
+
+
+# The sharding check (8 simulated devices, 8 compiles, ~4 min) runs in its own process. Started when
+# the session begins, it uses the second core while the rest of the suite, mostly one core of
+# single-threaded XLA compiles, runs beside it; tests/test_sharding.py waits for its report.
+BACKGROUND = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sharding_check_in_background(request, tmp_path_factory):
+  if not any(item.nodeid.startswith("tests/test_sharding.py") for item in request.session.items):
+    yield
+    return
+  out = tmp_path_factory.mktemp("sharding") / "output.txt"
+  with open(out, "w") as f:
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "tests", "helpers", "sharding_check.py")],
+        stdout=f, stderr=subprocess.STDOUT, text=True)
+    BACKGROUND["sharding"] = (proc, str(out))
+    yield
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
+
+
+def overrides_for(config) -> list[str]:
+  """--config.a.b=v overrides that turn configs/tiny.py into `config`."""
+  from configs import tiny
+
+  def walk(b, w, prefix):
+    for k, v in w.items():
+      if isinstance(v, dict):
+        yield from walk(b[k], v, f"{prefix}{k}.")
+      elif b[k] != v:
+        yield f"--config.{prefix}{k}={v}"
+  return list(walk(tiny.get_config().to_dict(), config.to_dict(), ""))
+
+
+def _run_until_first_checkpoint_then_kill(cmd, workdir, result):
+  """Runs `cmd`, sends SIGKILL as soon as the epoch-1 checkpoint (step 12) is complete."""
+  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  first = os.path.join(workdir, "checkpoints", "12")
+  deadline = time.time() + 900
+  while not os.path.isdir(first) and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  _, err = proc.communicate()
+  result.update(returncode=proc.returncode, stderr=err)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _interrupted_run_in_background(request, tmp_path_factory):
+  """The first, killed half of tests/test_training.py::test_kill_9_..., started with the session
+  (like the sharding check) on the `trained` fixture's configuration."""
+  if not any("test_kill_9" in item.nodeid for item in request.session.items):
+    yield
+    return
+  config = tiny_train_config(request.getfixturevalue("synthetic_tfds"))
+  config.train.num_epochs = 2
+  workdir = str(tmp_path_factory.mktemp("interrupted") / "w")
+  cmd = [sys.executable, "-m", "launch.train", "--config", "configs/tiny.py", "--workdir", workdir,
+         "--no-progress", *overrides_for(config)]
+  result = {}
+  thread = threading.Thread(target=_run_until_first_checkpoint_then_kill,
+                            args=(cmd, workdir, result), daemon=True)
+  thread.start()
+  BACKGROUND["interrupted"] = (thread, result, cmd, workdir)
+  yield

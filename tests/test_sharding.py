@@ -13,10 +13,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 @pytest.fixture(scope="module")
 def report():
-  proc = subprocess.run([sys.executable, os.path.join(HERE, "helpers", "sharding_check.py")],
-                        capture_output=True, text=True, timeout=900, check=False)
-  assert proc.returncode == 0, proc.stderr[-4000:]
-  line = [l for l in proc.stdout.splitlines() if l.startswith("REPORT ")][-1]
+  from conftest import BACKGROUND  # the module pytest loaded (not a second copy)
+  if "sharding" in BACKGROUND:  # started with the session (tests/conftest.py)
+    proc, out = BACKGROUND["sharding"]
+    proc.wait(timeout=900)
+    with open(out) as f:
+      output, code = f.read(), proc.returncode
+  else:
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "helpers", "sharding_check.py")],
+                          capture_output=True, text=True, timeout=900, check=False)
+    output, code = proc.stdout + proc.stderr, proc.returncode
+  assert code == 0, output[-4000:]
+  line = [l for l in output.splitlines() if l.startswith("REPORT ")][-1]
   return json.loads(line[len("REPORT "):])
 
 

@@ -105,40 +105,18 @@ def test_config_overrides_and_errors():
     config_flags.load("configs/tiny.py", ["--config.train.batch_size=abc"])
 
 
-def overrides_for(config) -> list[str]:
-  """--config.a.b=v overrides that turn configs/tiny.py into `config`."""
-  from configs import tiny
-  base, want = tiny.get_config().to_dict(), config.to_dict()
-
-  def walk(b, w, prefix):
-    for k, v in w.items():
-      if isinstance(v, dict):
-        yield from walk(b[k], v, f"{prefix}{k}.")
-      elif b[k] != v:
-        yield f"--config.{prefix}{k}={v}"
-  return list(walk(base, want, ""))
-
-
 def test_kill_9_mid_run_then_rerun_matches_the_uninterrupted_run(trained, tmp_path):
   """`kill -9` after the first epoch's checkpoint (with a half-written later checkpoint left
   behind, as a kill during a save leaves it), then the same command again: the run resumes from
   the last complete checkpoint and ends bitwise where the uninterrupted run (`trained`) ended."""
   import signal
   import subprocess
-  import sys
-  import time
+  from conftest import BACKGROUND, overrides_for  # the module pytest loaded
   c, ref_dir, _ = trained
-  workdir = str(tmp_path / "w")
-  cmd = [sys.executable, "-m", "launch.train", "--config", "configs/tiny.py", "--workdir", workdir,
-         "--no-progress", *overrides_for(c)]
-  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-  first = os.path.join(workdir, "checkpoints", "12")
-  deadline = time.time() + 600
-  while not os.path.isdir(first) and proc.poll() is None and time.time() < deadline:
-    time.sleep(0.02)
-  proc.send_signal(signal.SIGKILL)
-  _, err = proc.communicate()
-  assert proc.returncode == -signal.SIGKILL, err[-3000:]
+  thread, result, cmd, workdir = BACKGROUND["interrupted"]  # started with the session
+  assert cmd[cmd.index("--no-progress") + 1:] == overrides_for(c)  # the trained fixture's config
+  thread.join(timeout=900)
+  assert result["returncode"] == -signal.SIGKILL, result["stderr"][-3000:]
   assert Checkpoints(workdir).latest() == 12, "the run ended before it could be interrupted"
   # What a kill during orbax's save of step 24 leaves: an unfinished temporary directory.
   partial = os.path.join(workdir, "checkpoints", "24.orbax-checkpoint-tmp-1700000000000000")
