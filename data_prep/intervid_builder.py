@@ -63,8 +63,12 @@ def _annotation_line(result: dict) -> str:
   return json.dumps(result["record"])
 
 
+def _skip_record(result: dict) -> dict:
+  return {k: result[k] for k in ("qid", "reason", "detail")}
+
+
 def _skip_line(result: dict) -> str:
-  return json.dumps({k: result[k] for k in ("qid", "reason", "detail")})
+  return json.dumps(_skip_record(result))
 
 
 def _pool_results(job: LabelJob, records: list[dict], workers: int):
@@ -118,7 +122,7 @@ class InterVidMr(tfds.core.GeneratorBasedBuilder):
     labelled, skipped = [], []
     for result in _pool_results(self._job, self._records, self._run.workers):
       if "record" not in result:
-        skipped.append(json.loads(_skip_line(result)))
+        skipped.append(_skip_record(result))
         continue
       labelled.append(result["record"])
       yield to_example(result)
