@@ -122,7 +122,7 @@ def get_config() -> ml_collections.ConfigDict:
   t.keep_best = 1  # best checkpoints kept besides the latest
   t.log_every_steps = 50
   t.prng_impl = "threefry2x32"  # dropout PRNG; on CPU threefry runs 2x faster than rbg (rbg compiles faster)
-  t.init_checkpoint = ""  # a workdir or checkpoint step dir to initialise the params from
+  t.init_checkpoint = ""  # "WORKDIR[:latest|best|STEP]": params to start from (default latest)
   t.max_steps = -1  # > 0: stop after this many steps (smoke runs)
 
   # ---- device mesh (sg_detr_jax/sharding.py) ------------------------------------------------------

@@ -157,24 +157,21 @@ def _beam_transform(job: LabelJob, records: list[dict], out: str):
 def finalize(out: str, num_captions: int) -> dict:
   """Sorts the annotation and skip files by qid (Beam writes them in any order), checks that every
   caption is accounted for and writes report.json."""
-  counts = collections.Counter()
-  files = {"annotations": os.path.join(out, "annotations", "train.jsonl"),
-           "skipped": os.path.join(out, "skipped.jsonl")}
-  for name, path in files.items():
-    records = jsonl.read_jsonl(path) if os.path.getsize(path) else []
-    records.sort(key=lambda r: r["qid"])
-    jsonl.write_jsonl(path, records)
-    if name == "annotations":
-      counts["written"] = len(records)
-      windows = [len(r["relevant_windows"]) for r in records]
-    else:
-      counts.update(r["reason"] for r in records)
-  skipped = sum(v for k, v in counts.items() if k != "written")
-  if counts["written"] + skipped != num_captions:
-    raise RuntimeError(f"{out}: {counts['written']} labelled + {skipped} skipped != "
+  records = {}
+  for name, path in (("annotations", os.path.join(out, "annotations", "train.jsonl")),
+                     ("skipped", os.path.join(out, "skipped.jsonl"))):
+    records[name] = sorted(jsonl.read_jsonl(path) if os.path.getsize(path) else [],
+                           key=lambda r: r["qid"])
+    jsonl.write_jsonl(path, records[name])
+  written = len(records["annotations"])
+  reasons = collections.Counter(r["reason"] for r in records["skipped"])
+  skipped = sum(reasons.values())
+  if written + skipped != num_captions:
+    raise RuntimeError(f"{out}: {written} labelled + {skipped} skipped != "
                        f"{num_captions} caption lines")
-  report = {"captions": num_captions, "written": counts["written"], "skipped": skipped,
-            "skipped_by_reason": {k: v for k, v in sorted(counts.items()) if k != "written"},
+  windows = [len(r["relevant_windows"]) for r in records["annotations"]]
+  report = {"captions": num_captions, "written": written, "skipped": skipped,
+            "skipped_by_reason": dict(sorted(reasons.items())),
             "windows_per_sample": float(np.mean(windows)) if windows else 0.0}
   jsonl.write_json(os.path.join(out, "report.json"), report)
   return report

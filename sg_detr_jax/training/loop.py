@@ -39,17 +39,28 @@ def build(config, steps_per_epoch: int):
 
 
 def _init_from(config, graphdef, state, tx):
-  """Replaces the params by those of `config.train.init_checkpoint` (a workdir[:step])."""
+  """Replaces the params by those of `config.train.init_checkpoint` (workdir[:latest|best|STEP]).
+
+  The default is the run's latest checkpoint, the end of the pre-training as in the paper's
+  recipe: a pre-training run's "best" was picked on the target's val set (its zero-shot
+  evaluation), and early best checkpoints made worse starting points in
+  benchmarks/intervid_transfer.py.
+  """
   path, _, which = config.train.init_checkpoint.partition(":")
   ckpts = Checkpoints(path)
-  step = ckpts.resolve(which or ("best" if ckpts.best() is not None else "latest"))
+  step = ckpts.resolve(which or "latest")
   state = dict(state, params=ckpts.restore_params(step, state))
   ckpts.close()
   return state
 
 
 def train_and_evaluate(config, workdir: str, progress: bool = True) -> dict | None:
-  """Trains `config` in `workdir` (resuming if it holds checkpoints); returns the best metrics."""
+  """Trains `config` in `workdir` (resuming if it holds checkpoints).
+
+  Returns the best metrics among the evaluations this call ran (None when it ran none, e.g. the
+  run in `workdir` was already complete); `workdir/metrics.jsonl` holds every evaluation's brief
+  metrics across resumes.
+  """
   os.makedirs(workdir, exist_ok=True)
   t = config.train
   mesh = sharding.make_mesh(config.mesh)
