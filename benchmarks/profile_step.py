@@ -79,7 +79,7 @@ def hlo_sources(hlo: str) -> dict:
 
   # Metadata of every instruction, and the root's metadata of every computation (a fusion
   # instruction often carries none itself; its fused computation's root does).
-  meta, roots, calls, current = {}, {}, {}, None
+  meta, roots, calls, has_dot, current = {}, {}, {}, set(), None
   for line in hlo.splitlines():
     if line.startswith("%") or line.startswith("ENTRY"):
       current = line.split()[1 if line.startswith("ENTRY") else 0].lstrip("%")
@@ -88,6 +88,8 @@ def hlo_sources(hlo: str) -> dict:
     if not m:
       continue
     name, opcode = m.groups()
+    if opcode in ("dot", "convolution"):
+      has_dot.add(current)
     op_name = re.search(r'op_name="([^"]*)"', line)
     frame = re.search(r"stack_frame_id=(\d+)", line)
     info = (opcode, op_name.group(1) if op_name else "", int(frame.group(1)) if frame else 0)
@@ -101,6 +103,8 @@ def hlo_sources(hlo: str) -> dict:
   for name, (opcode, op_name, frame) in meta.items():
     if not op_name and name in calls:
       _, op_name, frame = roots.get(calls[name], (opcode, "", 0))
+    if opcode == "fusion":  # GEMM work fused with its neighbours, or elementwise / reduce only
+      opcode = "fusion with dot" if calls.get(name) in has_dot else "fusion without dot"
     out[name] = (opcode, where(frame) if frame else "?", "transpose(" in op_name)
   return out
 
@@ -161,10 +165,13 @@ def main(argv=None) -> int:
 
   sources = hlo_sources(hlo)
   by_line, by_kind, by_file = collections.Counter(), collections.Counter(), collections.Counter()
+  elementwise = collections.Counter()  # by line, only fusions without a dot (memory-bound work)
   for op, seconds in times.items():
     opcode, where, backward = sources.get(op, ("?", "?", False))
     seconds /= args.steps
     by_line[f"{'bwd' if backward else 'fwd'} {where}"] += seconds
+    if opcode == "fusion without dot":
+      elementwise[f"{'bwd' if backward else 'fwd'} {where}"] += seconds
     by_kind[opcode] += seconds
     by_file[where.split(":")[0]] += seconds  # the innermost file of our package
   op_total = sum(by_line.values())
@@ -174,6 +181,7 @@ def main(argv=None) -> int:
       "step_s": round(wall, 4), "op_seconds": round(op_total, 4),
       "note": "op_seconds sums per-op time over threads; shares are of op_seconds",
       "by_line": share(by_line, args.top), "by_kind": share(by_kind, 15),
+      "by_line_fusions_without_dot": share(elementwise, args.top),
       "by_file": share(by_file, 20)}, indent=1))
   return 0
 

@@ -13,6 +13,7 @@ import os
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
 from sg_detr_jax import jsonl
 
@@ -113,7 +114,9 @@ class Checkpoints:
     checkpoint `step` against `abstract_state` (before orbax fails somewhere inside a restore)."""
     path = os.path.join(self.directory, str(step), "state")
     try:
-      saved = _shapes(ocp.StandardCheckpointer().metadata(path).item_metadata)
+      # The item handler reads the tree metadata directly (a Checkpointer would also look for a
+      # step-level metadata file inside the item folder and log a warning on every restore).
+      saved = _shapes(ocp.StandardCheckpointHandler().metadata(epath.Path(path)))
     except Exception as e:  # orbax raises many types for a damaged directory
       raise CheckpointError(f"{path}: unreadable or truncated checkpoint "
                             f"({type(e).__name__}: {e})") from None
