@@ -52,8 +52,9 @@ def _table(hlo: str, header: str, pattern: str) -> dict:
   return out
 
 
-def hlo_sources(hlo: str) -> dict:
-  """{instruction name: (opcode, source (see `where`), is_backward)} from a compiled module's text."""
+def hlo_sources(hlo: str, package: str = _PACKAGE) -> dict:
+  """{instruction name: (opcode, source (see `where`), is_backward)} from a compiled module's text;
+  sources are the frames in files whose path contains `package`, shown relative to it."""
   files = {k: v[0] for k, v in _table(hlo, "FileNames", r'"(.*)"').items()}
   locs = {k: (int(v[0]), int(v[1])) for k, v in
           _table(hlo, "FileLocations", r"\{file_name_id=(\d+) function_name_id=\d+ line=(\d+)").items()}
@@ -70,8 +71,8 @@ def hlo_sources(hlo: str) -> dict:
       file_id, line = locs.get(loc, (0, 0))
       name = files.get(file_id, "?")
       first = first or f"{os.path.basename(name)}:{line}"
-      if _PACKAGE in name:
-        ours.append(f"{name[name.find(_PACKAGE) + len(_PACKAGE):]}:{line}")
+      if package in name:
+        ours.append(f"{name[name.find(package) + len(package):]}:{line}")
       # The HLO text prints parent_frame_id one above the parent's id, so a root frame prints 1
       # and the real parent is one less (0: none).
       frame_id = parent - 1
