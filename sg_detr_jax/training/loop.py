@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 
 import jax
@@ -142,7 +143,9 @@ def train_and_evaluate(config, workdir: str, progress: bool = True) -> dict | No
       score = brief[t.best_metric]
       if best is None or score > best[0]:
         best = (score, metrics)
-      bar.write(f"epoch {epoch} step {step}: {t.best_metric} = {score:.2f}")
+      # stderr, with the progress bar: stdout stays free for a caller's own output (benchmarks
+      # print one JSON object there).
+      bar.write(f"epoch {epoch} step {step}: {t.best_metric} = {score:.2f}", file=sys.stderr)
     ckpts.save(step, state, iterator.get_state(), config, score)
   bar.close()
   logger.close()
