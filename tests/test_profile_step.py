@@ -28,10 +28,15 @@ _WHERE = (f"{_THIS}:{_project.__code__.co_firstlineno + 1} < "
 
 
 def test_ops_map_to_source_lines_forward_and_backward(tmp_path):
-  jax.config.update("jax_traceback_in_locations_limit", 64)
   step = jax.jit(jax.value_and_grad(_loss, argnums=1))
   x, w = jnp.ones((64, 32)), jnp.full((32, 16), 0.01)
-  sources = profile_step.hlo_sources(step.lower(x, w).compile().as_text(), package="tests/")
+  limit = jax.config.jax_traceback_in_locations_limit
+  jax.config.update("jax_traceback_in_locations_limit", 64)  # as profile_step.main does
+  try:
+    hlo = step.lower(x, w).compile().as_text()
+  finally:  # a global setting: other tests keep the default
+    jax.config.update("jax_traceback_in_locations_limit", limit)
+  sources = profile_step.hlo_sources(hlo, package="tests/")
   dots = [(opcode, backward) for opcode, where, backward in sources.values()
           if "dot" in opcode and where == _WHERE]
   # The forward GEMM and the backward one (dL/dw = x^T g) both point at `x @ w` and its caller.
