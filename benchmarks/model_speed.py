@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 
 from launch import config_flags  # noqa: E402
 from launch.summary import dummy_batch  # noqa: E402
+from sg_detr_jax.training import collab_size  # noqa: E402
 from sg_detr_jax.training import steps as steps_lib  # noqa: E402
 from sg_detr_jax.training.loop import build  # noqa: E402
 
@@ -40,15 +41,20 @@ def timed(fn, n):
 
 
 def random_batch(config, bsz: int) -> dict:
-  """A training batch with the config's static shapes and random features (numpy)."""
+  """A training batch with the config's static shapes and random features (numpy).
+
+  A config whose collab group is sized from the training data (`model.collab_size` 0) gets the
+  size this batch needs (max_b |P_b|, the official group size), set in place.
+  """
   batch = dummy_batch(config, bsz)
   rng = np.random.default_rng(0)
   batch["video"] = rng.normal(size=batch["video"].shape).astype(np.float32)
   batch["text"] = rng.normal(size=batch["text"].shape).astype(np.float32)
   mid = batch["video"].shape[1] // 2
   batch.update(pos_idx=np.tile([[mid, mid + 1]], (bsz, 1)).astype(np.int32),
-               neg_idx=np.tile([[2, batch["video"].shape[1] - 3]], (bsz, 1)).astype(np.int32),
-               real_neg=np.ones(bsz, bool))
+               neg_idx=np.tile([[2, batch["video"].shape[1] - 3]], (bsz, 1)).astype(np.int32))
+  if config.model.collab and config.model.collab_size <= 0:
+    config.model.collab_size = collab_size.batch_positives(config, batch)
   return batch
 
 

@@ -42,6 +42,9 @@ def get_config() -> ml_collections.ConfigDict:
   m.pe_temperature = 10000.0  # sine embeddings of clip positions and decoder references
   m.pooling_layers = 2  # local saliency head's attention-pooling layers (TACoS: 1)
   m.logit_scale_init = 3.0  # theta of eq. 2 (scale exp(theta) ~ 20.1)
+  # Gradient of the cosine's L2 normalisation at an all-zero clip row (padding rows at init):
+  # False = official torch F.normalize (1 / 1e-12, absorbed by the clipping), True = zero.
+  m.l2norm_zero_grad = False
   m.sgca_layers = 2
   m.sgca_gated = True  # multiply post-softmax weights by sigmoid(S_local) (eq. 3); False = ablation (a)
   m.sgca_qkv_proj = False  # per-layer learned Q/K/V in the cross-attention (paper's wording, A3)
@@ -53,6 +56,11 @@ def get_config() -> ml_collections.ConfigDict:
   m.atss = True  # hybrid ATSS head (loss + WBF); False = DETR-only rows of the ablation
   m.atss_convs = 3
   m.atss_top_k = 12  # ATSS candidates per level (Charades: 18)
+  # Anchors that are ATSS candidates (assignment, focal loss, inference windows): "batch" = every
+  # anchor of the batch's padded grid, past a sample's own length too (official); "sample" = only
+  # anchors inside the sample's valid length.
+  m.atss_anchor_grid = "batch"
+  m.atss_gt_tolerance = 0.0  # s added before truncating GT seconds (official 0: 49.99998 -> 49)
   m.prior_prob = 0.35  # class-bias prior (Charades 0.25, TACoS 0.2)
   m.num_queries = 25
   m.proposal_widths = (0.05, 0.2, 0.4, 0.85)  # query-selector default width per FPN level
@@ -60,7 +68,10 @@ def get_config() -> ml_collections.ConfigDict:
   m.decoder_layers = 3
   m.iou_head = True  # IoU-aware scoring (eq. 10); False = ablation rows (a)-(b)
   m.collab = True  # Co-DETR query group from ATSS positives (training only)
-  m.collab_cap = 64  # static size of the collab group; slots >= max_b |P_b| are masked (A16)
+  # Collab group slots (static shape; slots >= the batch's max_b |P_b| are masked, A16). 0 = the
+  # largest number of ATSS positives of any training example, computed when training starts (the
+  # official group is as large as each batch needs, so no positive is ever dropped).
+  m.collab_size = 0
   m.denoise = False  # contrastive denoising groups (A1: off in every released config)
   m.dn_budget = 300  # DN queries: groups = max(1, budget // (2 * max_windows))
   m.dn_noise = 0.5
@@ -68,7 +79,7 @@ def get_config() -> ml_collections.ConfigDict:
   m.sentence_layers = 1  # CG-DETR sentence encoder (training-only alignment branch)
   m.moment_layers = 1
   m.text_pe_len = 100  # the official model's unused learned text PE (parameter-count parity)
-  m.negative_local_from_embedded = False  # A13: True = official (V with modality embedding)
+  m.negative_local_from_embedded = True  # A13: official; False = V before the modality embedding
   m.dtype = "float32"  # compute dtype ("bfloat16": bf16 compute, fp32 parameters)
 
   # ---- losses (architecture.md §4, §6; the released weights) ----------------------------------
@@ -77,6 +88,10 @@ def get_config() -> ml_collections.ConfigDict:
   l.saliency_margin = 0.15
   l.rank_tau = 0.5  # rank-contrastive temperature
   l.rank_levels = 12  # thresholds r = 1 .. rank_levels - 1, sum divided by rank_levels
+  # A batch with exactly one false-negative row (its rolled text partner is from the same video):
+  # "official" = that row's rank-contrastive part is ~1e-7 (a shape quirk of the official code);
+  # "full" = computed like any other false-negative row.
+  l.rank_lone_false_negative = "official"
   l.neg_eps = 1e-7  # -log(max(1 - sigmoid(s_neg), eps))
   l.span = 10.0  # DETR smooth-L1 on (c, w)
   l.giou = 1.0
@@ -102,15 +117,38 @@ def get_config() -> ml_collections.ConfigDict:
   l.cost_class = 4.0
   l.cost_iou = 1.0
 
-  # ---- post-processing (architecture.md §5) ----------------------------------------------------
+  # ---- post-processing (architecture.md §5, sg_detr_jax/inference/postprocess.py) -------------
+  # Defaults = the official post-processor of QVHighlights (configs/postprocessor/default.yaml of
+  # the official code, also used for YouTube-HL and TVSum); TACoS / Charades-STA override them.
   c.postprocess = pp = ml_collections.ConfigDict()
-  pp.atss_pre_threshold = 0.01  # ATSS candidates below this sqrt(p_cls * p_ctr) are dropped
-  pp.atss_nms_iou = 0.75
-  pp.atss_top_k = 10
-  pp.wbf_weights = (1.0, 2.5)  # (DETR, ATSS)
-  pp.wbf_iou = 0.8
-  pp.wbf_skip = 0.1  # entries with confidence below this are ignored by the fusion
+  pp.convention = "official"  # official: lists, values, order | ranked: sorted by sqrt(p*u) (eq. 10)
   pp.fused = True  # write the WBF-fused windows (False: DETR-only) as the main predictions
+  # DETR list (official Preparator + PostProcessorDETR; rows stay in class-probability order)
+  pp.detr_score = "combo"  # ranking_attribute: row score probs | iou | combo = sqrt(r(p) * r(u))
+  pp.detr_nms_iou = None  # nms_threshold: NMS of the DETR list at this IoU (None: none, official)
+  pp.detr_nms_score = "probs"  # nms_attribute: score that DETR NMS ranks by (probs | iou | combo)
+  # ATSS lists: every anchor of the padded grid, decoded, clamped to the feature-length duration
+  pp.atss_seconds_per_unit = 2.0  # official: decoded clip units x 2 on every dataset (ranked: clip_len)
+  pp.aux_pre_threshold = 0.05  # preparator.pre_nms_thresh: "-AUX" list, sqrt(p_cls*p_ctr) > this
+  pp.aux_nms_iou = 0.5  # preparator.nms_thresh
+  pp.aux_top_k = 10  # preparator.fpn_post_nms_top_n (ties at the k-th score are kept)
+  pp.atss_pre_threshold = 0.01  # combiner.pre_nms_thresh: ATSS list fused by WBF (both conventions)
+  pp.atss_nms_iou = 0.75  # combiner.nms_thresh
+  pp.atss_top_k = 10  # combiner.fpn_post_nms_top_n
+  # 1-D weighted boxes fusion (combiner)
+  pp.wbf_score = "combo"  # combiner.ranking_attribute: DETR conf in WBF: probs|iou|combo=sqrt(p*u)
+  pp.wbf_weights = (1.0, 2.5)  # combiner.weights: (DETR, ATSS)
+  pp.wbf_iou = 0.8  # combiner.iou_thr: an entry joins a fused box at IoU > this
+  pp.wbf_skip = 0.1  # combiner.skip_box_thr: entries with confidence below this are ignored
+  pp.wbf_span_seconds = 152.0  # combiner.max_length: span normaliser, s (ranked: each span_seconds)
+  # Window clean-up of every list (official PostProcessorDETR; ranked: duration clamp, clip_len)
+  pp.round_seconds = 2.0  # clip_length: window ends rounded to multiples of this (s), half to even
+  pp.clamp_min = 0.0  # min_ts_val: windows clamped to [clamp_min, clamp_max] s before rounding
+  pp.clamp_max = 150.0  # max_ts_val (a constant, not the video's duration)
+  pp.min_window = 2.0  # min_w_l: shorter windows are moved to this length (no clamp afterwards)
+  pp.max_window = 150.0  # max_w_l: longer windows are moved to this length
+  pp.move_window = "center"  # move_window_method: center | left (start kept) | right (end kept)
+  pp.score_decimals = 4  # ROUND_DIGITS = 10000: scores (DETR: p and u before the combo) rounded
 
   # ---- training --------------------------------------------------------------------------------
   c.train = t = ml_collections.ConfigDict()
@@ -119,6 +157,9 @@ def get_config() -> ml_collections.ConfigDict:
   t.eval_batch_size = 128
   t.eval_every_epochs = 1  # validation (and best-checkpoint selection) cadence
   t.best_metric = "MR-full-mAP"  # key of the metrics' "brief" block used to pick the best checkpoint
+  # Head whose metrics pick the best checkpoint: detr | fused. Official QVHighlights rule: the DETR
+  # head's val/MR-mAP-Full_Avg (configs/callbacks/model_checkpoint.yaml); Charades/TACoS: fused.
+  t.best_head = "detr"
   t.keep_best = 1  # best checkpoints kept besides the latest
   t.log_every_steps = 50
   t.prng_impl = "threefry2x32"  # dropout PRNG; on CPU threefry runs 2x faster than rbg (rbg compiles faster)
@@ -135,6 +176,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.optim = o = ml_collections.ConfigDict()
   o.lr = 5e-4  # AdamW peak learning rate
   o.weight_decay = 0.1
+  o.local_saliency_weight_decay = 0.1  # the official `local_saliency_head` group's fixed decay
   o.b1, o.b2, o.eps = 0.9, 0.999, 1e-8  # torch AdamW defaults
   o.grad_clip = 0.1  # global norm
   o.warmup_epochs = 45  # linear warm-up, stepped per epoch (A2)

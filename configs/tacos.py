@@ -15,6 +15,19 @@ def get_config():
   c.train.batch_size = 32
   c.train.num_epochs = 120
   c.train.best_metric = "MR-full-R1@0.3"
+  # official: the fused ("-COMB") R1@0.3 picks the best submission (src/litmodule.py; the run's
+  # configs/callbacks/tacos.yaml is not in the official repository)
+  c.train.best_head = "fused"
+  # Post-processing: configs/postprocessor/tacos.yaml of the official code.
+  pp = c.postprocess
+  pp.aux_pre_threshold, pp.aux_nms_iou, pp.aux_top_k = 0.05, 0.6, 20  # preparator
+  pp.atss_pre_threshold, pp.atss_nms_iou, pp.atss_top_k = 0.05, 0.6, 20  # combiner
+  pp.wbf_iou = 0.6  # combiner.iou_thr
+  pp.wbf_weights = (1.0, 1.0)  # combiner.weights
+  pp.wbf_span_seconds = 1500.0  # combiner.max_length
+  pp.round_seconds = 0.4  # postprocessor.clip_length (not the 2-s feature clip)
+  pp.clamp_max = 1500.0  # max_ts_val
+  pp.max_window = 1500.0  # max_w_l
   c.optim.warmup_epochs = 20
   c.optim.milestones = (70, 85)
   return c

@@ -15,7 +15,7 @@ def get_config():
   # A narrow model: the architecture is unchanged, only widths shrink.
   c.model.d_model = 64
   c.model.ffn_dim = 128
-  c.model.collab_cap = 16
+  c.model.collab_size = 32  # fixed (tests build models without the training loop); >= the data needs
   # One layer per stack (two in the decoder, so per-layer losses and look-forward-twice still run):
   # every module is still there, and the train step compiles in about half the time.
   c.model.pooling_layers = 1

@@ -11,6 +11,7 @@ def get_config():
   c.train.batch_size = 4
   c.train.num_epochs = 200
   c.train.best_metric = "mAP"  # top-5 mAP
+  # Post-processing: configs/postprocessor/default.yaml (configs/base.py); HD only, as YouTube-HL.
   c.optim.warmup_epochs = 5
   c.optim.milestones = ()
   return c

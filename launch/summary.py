@@ -15,6 +15,7 @@ import numpy as np
 from launch import config_flags
 from sg_detr_jax.data.pipeline import model_input_dims, static_video_len
 from sg_detr_jax.models import param_map, sg_detr
+from sg_detr_jax.training import collab_size
 
 
 def dummy_batch(config, batch_size: int) -> dict[str, np.ndarray]:
@@ -36,17 +37,26 @@ def dummy_batch(config, batch_size: int) -> dict[str, np.ndarray]:
       "spans": spans, "span_mask": span_mask, "saliency": saliency,
       "span_seconds": np.full(batch_size, length * 2.0, np.float32),
       "clip_len": np.full(batch_size, 2.0, np.float32),
+      "batch_mask": np.ones(batch_size, bool),
+      "source_id": np.arange(batch_size, dtype=np.int32),  # every row its own video
   }
 
 
 def summarize(config, batch_size: int = 2) -> dict:
-  """{"total_params", "modules": {name: count}, "outputs": {"train"/"eval": {key: shape}}}."""
+  """{"total_params", "modules": {name: count}, "outputs": {"train"/"eval": {key: shape}}}.
+
+  A collab group sized from the training data (`model.collab_size` 0) gets the size the dummy
+  batch needs.
+  """
+  batch = dummy_batch(config, batch_size)
+  if config.model.collab and config.model.collab_size <= 0:
+    config = config.copy_and_resolve_references()
+    config.model.collab_size = collab_size.batch_positives(config, batch)
   model = sg_detr.create(config)
   modules: dict[str, int] = {}
   for path, value in param_map.flat_params(model).items():
     top = path.split(".")[0]
     modules[top] = modules.get(top, 0) + int(np.prod(value.shape))
-  batch = dummy_batch(config, batch_size)
   shapes = {}
   for mode, train in (("eval", False), ("train", True)):
     out = jax.eval_shape(lambda b, k: model(b, key=k, train=train), batch, jax.random.key(0))

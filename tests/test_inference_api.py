@@ -48,7 +48,13 @@ def test_predictor_on_raw_files_matches_launch_evaluate(evaluated, synthetic_tfd
     # the submission writer stores saliency through float16, like the official writers
     np.testing.assert_allclose(r.saliency, ref["pred_saliency_scores"], rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(r.windows, ref["pred_relevant_windows"], atol=2e-4)
-    assert np.all(r.windows[:, 0] < r.windows[:, 1]) and r.windows[:, 1].max() <= gt[q]["duration"]
+    # official convention: bounded by the feature length (valid rows) and clamp_max, not by the
+    # annotated duration; widened windows may pass that by half the minimum window; an empty
+    # fused list is one [0, 0, 0] row
+    pp = c.postprocess
+    bound = min(len(r.saliency) * predictor.clip_len, pp.clamp_max) + pp.min_window / 2
+    assert np.all((r.windows[:, 0] < r.windows[:, 1]) | np.all(r.windows == 0, axis=1))
+    assert r.windows[:, 1].max() <= bound
   np.testing.assert_allclose(single.windows, results[0].windows, atol=1e-5)
   np.testing.assert_allclose(single.saliency, results[0].saliency, atol=1e-5)
 

@@ -10,7 +10,7 @@ import pytest
 
 from configs import base
 from sg_detr_jax.inference import postprocess
-from sg_detr_jax.losses import detection, saliency
+from sg_detr_jax.losses import alignment, detection, saliency
 from sg_detr_jax.losses.matching import hungarian
 from sg_detr_jax.models import atss
 from sg_detr_jax.training.optimizer import epoch_schedule
@@ -124,3 +124,94 @@ def test_nms_wbf_and_cleanup_by_hand():
   clean = postprocess.clean_windows(np.array([[-3.0, 5.1, 1.0], [7.2, 7.4, 0.5],
                                               [149.0, 160.0, 0.2]]), 2.0, 150.0)
   np.testing.assert_allclose(clean, [[0.0, 6.0, 1.0], [7.0, 9.0, 0.5], [148.0, 150.0, 0.2]])
+
+
+def _bce(x, t):
+  p = 1 / (1 + math.exp(-x))
+  return -(t * math.log(p) + (1 - t) * math.log(1 - p))
+
+
+def test_sigmoid_focal_by_hand():
+  # logit 0 (p = 0.5), target 1: alpha * log(2) * (1 - 0.5)^2; target 0: (1 - alpha) * the same.
+  got = detection.sigmoid_focal(jnp.array([0.0, 0.0, 2.0]), jnp.array([1.0, 0.0, 1.0]), 0.25, 2.0)
+  p = 1 / (1 + math.exp(-2.0))
+  want = [0.25 * math.log(2) * 0.25, 0.75 * math.log(2) * 0.25, 0.25 * _bce(2.0, 1) * (1 - p) ** 2]
+  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5)
+
+
+def test_negative_pair_by_hand():
+  # Only valid clips of real-negative rows count: row 0 (logits 0 -> -log 0.5) and its valid clip.
+  neg = jnp.array([[0.0, 50.0], [3.0, 3.0]])
+  mask = jnp.array([[True, False], [True, True]])
+  got = saliency.negative_pair(neg, mask, jnp.array([True, False]), 1e-7)
+  assert float(got) == pytest.approx(math.log(2), rel=1e-6)
+  # a saturated negative score is clamped at -log(eps)
+  got = saliency.negative_pair(jnp.array([[100.0]]), jnp.array([[True]]), jnp.array([True]), 1e-7)
+  assert float(got) == pytest.approx(-math.log(1e-7), rel=1e-4)
+
+
+def test_lone_false_negative_row_is_the_official_near_zero():
+  # One row of 4 clips, labels [2, 1, 0, 0], all valid, padded grid of 4: thresholds r = 1 (2
+  # clips) and r = 2 (1 clip) have positives; c = log(1 + 1e-6) / (1 + 1e-6) in float32.
+  one_plus = float(np.float32(1.0) + np.float32(1e-6))
+  c = math.log(one_plus) / one_plus
+  got = saliency.lone_row_rank_contrastive(jnp.array([2.0, 1.0, 0.0, 0.0]), jnp.ones(4, bool), 12,
+                                           jnp.float32(4.0))
+  assert float(got) == pytest.approx(c * (2 / 4 + 1 / 4) / 12, rel=1e-5)
+  assert float(got) < 1e-7
+
+
+def test_moment_sentence_alignment_by_hand():
+  # Orthogonal unit moments / sentences matched on the diagonal: cos = I. Column j: row j has
+  # target 1 at logit 1, the other row target 0 at logit 0; mean over the 2 rows, sum over columns.
+  m = jnp.eye(2) * 3.0  # norms do not matter (cosines)
+  got = alignment.moment_sentence_alignment(m, jnp.eye(2), 0.5, 2.0)
+  p1 = 1 / (1 + math.exp(-1.0))
+  pos = 0.5 * _bce(1.0, 1) * (1 - p1) ** 2
+  neg = 0.5 * math.log(2) * 0.5 ** 2
+  assert float(got) == pytest.approx(2 * (pos + neg) / 2, rel=1e-5)
+
+
+def test_moment_clip_classification_by_hand():
+  # d = 4, moment (2, 0, 0, 0); clip 0 = (1, 0, 0, 0) -> logit 2 / sqrt(4) = 1, relevant; clip 1
+  # = 0 -> logit 0, irrelevant; clip 2 is masked. Mean over all B x L = 3 entries.
+  moment = jnp.array([[2.0, 0, 0, 0]])
+  memory = jnp.array([[[1.0, 0, 0, 0], [0, 0, 0, 0], [9.0, 9, 9, 9]]])
+  got = alignment.moment_clip_classification(moment, memory, jnp.array([[True, False, True]]),
+                                             jnp.array([[True, True, False]]))
+  assert float(got) == pytest.approx((_bce(1.0, 1) + math.log(2)) / 3, rel=1e-5)
+
+
+def test_group_losses_by_hand():
+  # Two slots, one positive with a perfect box and logit 0, one valid negative with logit 0:
+  # label = mean BCE over valid slots = log 2; span / giou over the positive only = 0.
+  spans = jnp.array([[[0.5, 0.2], [0.1, 0.1]]])
+  got = detection.group_losses(jnp.zeros((1, 2)), spans, jnp.array([[True, False]]),
+                               jnp.array([[[0.5, 0.2], [0.9, 0.1]]]), jnp.ones((1, 2), bool))
+  assert float(got["label"]) == pytest.approx(math.log(2), rel=1e-6)
+  assert float(got["span"]) == pytest.approx(0.0, abs=1e-7)
+  assert float(got["giou"]) == pytest.approx(0.0, abs=1e-6)
+  # the positive's box off by 0.1 in start and end: L1 on (start, end) averaged over 2 coords
+  got = detection.group_losses(jnp.zeros((1, 2)), spans.at[0, 0, 0].set(0.6),
+                               jnp.array([[True, False]]),
+                               jnp.array([[[0.5, 0.2], [0.9, 0.1]]]), jnp.ones((1, 2), bool))
+  assert float(got["span"]) == pytest.approx(0.1, rel=1e-5)
+
+
+def test_total_is_the_weighted_sum_and_every_term_has_one_weight():
+  from sg_detr_jax.losses import total
+  lw = base.get_config().loss
+  names = (["sal_local_bce", "sal_global_rank", "span_0", "giou_2", "label_1", "quality_0",
+            "enc_span", "enc_quality", "co_label_0", "co_giou_2", "dn_span_1", "atss_label",
+            "atss_ctrness", "ms_align", "momcls"])
+  table = total.weights_table(names, lw)
+  assert sorted(table) == sorted(names)
+  want = {"sal_local_bce": lw.saliency, "sal_global_rank": lw.saliency, "span_0": lw.span,
+          "giou_2": lw.giou, "label_1": lw.label, "quality_0": lw.quality,
+          "enc_span": lw.encoder_coef * lw.span, "enc_quality": lw.encoder_coef * lw.quality,
+          "co_label_0": lw.collab_coef * lw.label, "co_giou_2": lw.collab_coef * lw.giou,
+          "dn_span_1": lw.denoise_coef * lw.span, "atss_label": lw.atss_label,
+          "atss_ctrness": lw.atss_ctrness, "ms_align": lw.ms_align, "momcls": lw.momcls}
+  assert table == pytest.approx(want)
+  with pytest.raises(KeyError):
+    total.weights_table(["sal_local_bce", "unknown_term"], lw)

@@ -15,6 +15,7 @@ from launch import summary
 from sg_detr_jax.models import atss, param_map, precision, query_groups, query_selector, sg_detr
 from sg_detr_jax.models.detr_head import DETRHead
 from sg_detr_jax.models.layers import KeySeq
+from sg_detr_jax.training import collab_size
 
 from conftest import SHARED
 
@@ -82,7 +83,9 @@ def test_output_shapes_at_qvhighlights_size():
   assert ev["pred_spans"] == [3, 3, 25, 2] and ev["pred_iou"] == [3, 3, 25]
   assert ev["saliency_global"] == [3, 76] and ev["atss_deltas"] == [3, 285, 2]
   assert "co_logits" not in ev and "saliency_local_neg" not in ev
-  assert tr["co_logits"] == [3, 3, 64] and tr["co_target"] == [3, 64, 2]
+  # The collab group is as large as the batch needs (max_b |P_b| of the dummy batch's one window).
+  k = collab_size.batch_positives(base.get_config(), summary.dummy_batch(base.get_config(), 3))
+  assert 0 < k < 48 and tr["co_logits"] == [3, 3, k] and tr["co_target"] == [3, k, 2]
   assert tr["moment_memory"] == [3, 76, 256] and tr["sentence"] == [3, 256]
   assert tr["atss_labels"] == [3, 285]
 
@@ -92,15 +95,16 @@ def test_tiny_forward_shapes_and_finite(tiny_model):
   out = model(tiny_batch(c), key=jax.random.key(0, impl="rbg"), train=True)
   layers = c.model.decoder_layers
   assert out["pred_logits"].shape == (layers, 4, 25)
-  assert out["co_spans"].shape == (layers, 4, 16, 2)
+  size = c.model.collab_size
+  assert out["co_spans"].shape == (layers, 4, size, 2)
   for k, v in out.items():
     assert np.all(np.isfinite(np.asarray(v, np.float32))), k
   # spans are sigmoid outputs; the collab group holds every ATSS positive of the batch
   assert np.all((out["pred_spans"] > 0) & (out["pred_spans"] < 1))
   num_pos = np.asarray(out["atss_labels"]).sum(1)
-  assert num_pos.min() > 0
-  assert int(np.asarray(out["co_valid"]).sum()) == min(num_pos.max(), 16)
-  np.testing.assert_array_equal(np.asarray(out["co_label"]).sum(1), np.minimum(num_pos, 16))
+  assert num_pos.min() > 0 and num_pos.max() <= size
+  assert int(np.asarray(out["co_valid"]).sum()) == num_pos.max() == int(out["co_positives"])
+  np.testing.assert_array_equal(np.asarray(out["co_label"]).sum(1), num_pos)
 
 
 def test_padded_text_tokens_change_nothing(tiny_model):
@@ -254,7 +258,7 @@ def test_ablation_rows(row):
   c = ablations.get_config(row)
   c.data.video_dim, c.data.text_dim = 32, 24
   c.data.max_video_clips, c.data.max_text_tokens, c.data.max_windows = 24, 8, 4
-  c.model.d_model, c.model.ffn_dim, c.model.collab_cap = 64, 128, 8
+  c.model.d_model, c.model.ffn_dim, c.model.collab_size = 64, 128, 8
   model = sg_detr.create(c)
   names = param_map.flat_params(model)
   assert sorted(r[0] for r in param_map.sg_detr(c.model)) == sorted(names)

@@ -81,16 +81,34 @@ def test_seeded_determinism_and_exact_resume(synthetic_tfds):
 
 
 def test_negative_pairs_exclude_same_source_video():
-  ex = []
-  for src in ("aa", "aa", "bb", "cc"):
-    ex.append({"batch_mask": np.bool_(True), "x": np.zeros(1),
-               "meta": {"qid": "1", "vid": f"{src}_0.0_150.0", "query": "q", "source_vid": src}})
-  batch = pipeline.collate(ex)
+  from sg_detr_jax.losses.saliency import real_negatives
+
+  ids = np.array([7, 7, 9, 11], np.int32)  # rows 0 and 1 share a source video
   # 0 -> 1 same source; 1 -> 2, 2 -> 3, 3 -> 0 (rolled) differ.
-  assert batch["real_neg"].tolist() == [False, True, True, True]
-  padded = pipeline.pad_batch(pipeline.collate(ex[:3]), 4)
-  assert padded["batch_mask"].tolist() == [True, True, True, False]
-  assert padded["real_neg"].tolist() == [False, True, False, False]
+  assert np.asarray(real_negatives(ids, np.ones(4, bool))).tolist() == [False, True, True, True]
+  # An eval batch padded with a copy of its last row: no pair involves a padding row.
+  padded = np.array([7, 7, 9, 9], np.int32)
+  mask = np.array([True, True, True, False])
+  assert np.asarray(real_negatives(padded, mask)).tolist() == [False, True, False, False]
+  # Two processes' local batches form one global batch: the pair across the boundary (row 1 of
+  # the first with row 0 of the second) is judged on the global arrays, where the text is rolled:
+  # a per-process roll would pair 5 with 3 and 7 with 5 and count both.
+  local_a, local_b = np.array([3, 5], np.int32), np.array([5, 7], np.int32)
+  glob = np.concatenate([local_a, local_b])
+  assert np.asarray(real_negatives(glob, np.ones(4, bool))).tolist() == [True, False, True, True]
+
+
+def test_source_id_is_a_stable_hash_of_the_source_video(synthetic_tfds):
+  import zlib
+  from sg_detr_jax.data.datasets import get_spec, source_video_id
+  from conftest import tiny_train_config
+
+  c = tiny_train_config(synthetic_tfds)
+  ds, _ = pipeline.eval_dataset(c.data, "val", 4)
+  batch = ds[0]
+  spec = get_spec(c.data.dataset)
+  for vid, sid in zip(batch["meta"]["vid"], batch["source_id"]):
+    assert sid == zlib.crc32(source_video_id(vid, spec).encode()) & 0x7FFFFFFF
 
 
 def test_eval_covers_every_query_once(synthetic_tfds):

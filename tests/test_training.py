@@ -83,12 +83,20 @@ def test_evaluate_cli_writes_official_files(trained):
   gt = jsonl.read_jsonl(c.data.gt_files.val)
   assert sorted(p["qid"] for p in preds) == sorted(g["qid"] for g in gt)
   by_qid = {g["qid"]: g for g in gt}
+  pp = c.postprocess
+  assert pp.convention == "official" and pp.fused  # the main file is the official fused list
   for p in preds:
     g = by_qid[p["qid"]]
     scores = [w[2] for w in p["pred_relevant_windows"]]
     assert scores == sorted(scores, reverse=True)
-    assert all(0 <= w[0] < w[1] <= g["duration"] for w in p["pred_relevant_windows"])
-    assert len(p["pred_saliency_scores"]) == min(round(g["duration"] / 2), c.data.max_video_clips)
+    # Official bounds: windows are clamped to the feature length (valid rows x 2 s, the padding
+    # rows included) and to [0, clamp_max], and widened windows are not clamped again; an empty
+    # fused list is written as one [0, 0, 0] row.
+    num_real = min(round(g["duration"] / 2), c.data.max_video_clips)
+    num_valid = -(-num_real // c.data.pad_to_multiple) * c.data.pad_to_multiple
+    bound = min(num_valid * 2.0, pp.clamp_max) + pp.min_window / 2
+    assert all(0 <= w[0] < w[1] <= bound or w == [0, 0, 0] for w in p["pred_relevant_windows"])
+    assert len(p["pred_saliency_scores"]) == num_valid  # every valid row, as the official writer
   saved = json.load(open(os.path.join(workdir, "eval", "val_metrics.json")))
   assert saved["fused"]["brief"] == metrics["brief"] and "detr" in saved
 

@@ -7,6 +7,7 @@ conventions up here instead of spreading `if dataset == ...` through the code.
 from __future__ import annotations
 
 import dataclasses
+import zlib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,3 +77,9 @@ def source_video_id(vid: str, spec: DatasetSpec) -> str:
     return vid
   parts = vid.rsplit("_", spec.ori_vid_strip)
   return parts[0] if len(parts) == spec.ori_vid_strip + 1 else vid
+
+
+def source_id(vid: str, spec: DatasetSpec) -> int:
+  """A stable non-negative int32 hash (CRC-32) of `source_video_id`: the batch carries it to the
+  device, where the negative pairs are decided over the global batch."""
+  return zlib.crc32(source_video_id(vid, spec).encode()) & 0x7FFFFFFF

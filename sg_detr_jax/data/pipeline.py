@@ -9,8 +9,8 @@ A batch is a dict of numpy arrays (shapes below, B = batch size, Lv = static vid
 Lt = max text tokens, W = max windows) plus `meta` (host-only strings, never sent to the device):
   video [B, Lv, Dv(+2 TEF)] f32, video_mask [B, Lv] bool, text [B, Lt, Dt] f32, text_mask [B, Lt],
   spans [B, W, 2] (center, width) normalised, span_mask [B, W], saliency [B, Lv] dense label y,
-  pos_idx / neg_idx [B, 2] i32, real_neg [B] bool (the rolled text partner comes from another source
-  video), span_seconds [B] (normaliser, s), duration [B] (annotation duration, s), clip_len [B],
+  pos_idx / neg_idx [B, 2] i32, source_id [B] i32 (a hash of the source video: the loss pairs each
+  row with the next row's text over the GLOBAL batch, `losses.saliency.real_negatives`), span_seconds [B] (normaliser, s), duration [B] (annotation duration, s), clip_len [B],
   num_clips [B] i32 (clips with features), batch_mask [B] bool,
   meta: {"qid", "vid", "query"} object arrays.
 """
@@ -23,7 +23,7 @@ import grain
 import numpy as np
 
 from sg_detr_jax.data import targets
-from sg_detr_jax.data.datasets import get_spec, source_video_id
+from sg_detr_jax.data.datasets import get_spec, source_id, source_video_id
 from sg_detr_jax.data.tfds_source import open_split
 
 
@@ -74,23 +74,17 @@ class ExampleProcessor:
         "span_seconds": np.float32(span_seconds), "duration": np.float32(ex["duration"]),
         "clip_len": np.float32(clip_len), "num_clips": np.int32(num_real),
         "batch_mask": np.bool_(True),
+        "source_id": np.int32(source_id(vid, self.spec)),
         "meta": {"qid": ex["qid"].decode(), "vid": vid, "query": ex["query"].decode(),
                  "source_vid": source_video_id(vid, self.spec)},
     }
 
 
 def collate(examples: list[dict]) -> dict[str, Any]:
-  """Stacks examples and adds `real_neg` for the rolled-text negative pairs.
-
-  Sample b is paired with the text of sample (b + 1) mod B (QD-DETR); it is a real negative only if
-  the two come from different source videos (and, in a padded eval batch, both are real).
-  """
+  """Stacks examples (numeric arrays) and their host-only `meta` strings."""
   batch = {k: np.stack([e[k] for e in examples]) for k in examples[0] if k != "meta"}
   batch["meta"] = {k: np.array([e["meta"][k] for e in examples], dtype=object)
                    for k in examples[0]["meta"]}
-  src = batch["meta"]["source_vid"]
-  batch["real_neg"] = ((src != np.roll(src, -1)) & batch["batch_mask"]
-                       & np.roll(batch["batch_mask"], -1)).astype(bool)
   return batch
 
 
@@ -103,7 +97,6 @@ def pad_batch(batch: dict[str, Any], batch_size: int) -> dict[str, Any]:
   out = {k: v[idx] for k, v in batch.items() if k != "meta"}
   out["meta"] = {k: v[idx] for k, v in batch["meta"].items()}
   out["batch_mask"][n:] = False
-  out["real_neg"][n - 1:] = False  # the last real row would be paired with a padding row
   return out
 
 

@@ -17,12 +17,22 @@ def gt_file(config, split: str) -> str:
 
 
 def evaluate_split(predict_step, params, config, split: str, out_dir: str | None = None,
-                   progress=None) -> dict | None:
+                   progress=None, head: str | None = None) -> dict | None:
   """Writes `<out_dir>/<split>_preds.jsonl` (main head), `<split>_preds_detr.jsonl` and, when the
   split has a ground-truth file, `<split>_metrics.json` = {"fused": ..., "detr": ...}.
 
-  Returns the metrics of the main head (fused unless `postprocess.fused` is False), or None.
+  The lists follow `config.postprocess` (official convention by default: the DETR file keeps the
+  official class-probability row order, see inference/postprocess.py).
+
+  Args:
+    head: whose metrics are returned, "fused" | "detr"; None = the main head (fused unless
+      `postprocess.fused` is False). Training passes `train.best_head`.
+
+  Returns:
+    The metrics of `head`, or None when the split has no ground truth.
   """
+  if head not in (None, "fused", "detr"):
+    raise ValueError(f"head must be 'fused' or 'detr', not {head!r}")
   records, _ = predict_split(predict_step, params, config, split, progress)
   main = "fused" if config.postprocess.fused else "detr"
   if out_dir:
@@ -38,8 +48,8 @@ def evaluate_split(predict_step, params, config, split: str, out_dir: str | None
   task = eval_view(config.data).dataset
   # QVHighlights: the official Moment-DETR keys; other tasks: the CG-DETR superset.
   style = "md" if task == "qvhighlights" else "cg"
-  metrics = {head: evaluate(records[head], gt, task=task, style=style,
-                            source=f"{split} predictions ({head})") for head in ("fused", "detr")}
+  metrics = {h: evaluate(records[h], gt, task=task, style=style,
+                         source=f"{split} predictions ({h})") for h in ("fused", "detr")}
   if out_dir:
     jsonl.write_json(os.path.join(out_dir, f"{split}_metrics.json"), metrics)
-  return metrics[main]
+  return metrics[head or main]

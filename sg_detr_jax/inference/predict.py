@@ -8,7 +8,7 @@ import numpy as np
 
 from sg_detr_jax.data.pipeline import device_arrays, eval_dataset, eval_view
 from sg_detr_jax.evaluation.submission import make_record
-from sg_detr_jax.inference.postprocess import sample_windows
+from sg_detr_jax.inference.postprocess import batch_windows, saliency_scores
 
 
 def _qid(qid: str, qid_type: str):
@@ -16,17 +16,25 @@ def _qid(qid: str, qid_type: str):
 
 
 def records_for_batch(out: dict, batch: dict, pp, qid_type: str, with_saliency: bool):
-  """{"fused": [...], "detr": [...]} records of the real rows of one batch."""
+  """{"fused": [...], "detr": [...]} records of the real rows of one batch.
+
+  Official convention (`pp.convention`): the lists are written in the official order and with the
+  official values (no re-sorting, no rounding beyond the post-processor's); ranked: sorted by score
+  and rounded to 4 decimals.
+  """
+  rows = np.flatnonzero(batch["batch_mask"])
+  windows = batch_windows(out, rows, batch["span_seconds"][rows], batch["clip_len"][rows],
+                          batch["duration"][rows], pp)
+  sal = (saliency_scores(out, rows, batch["num_clips"][rows],
+                         np.asarray(batch["video_mask"])[rows].sum(1), pp)
+         if with_saliency else [None] * len(rows))
+  ranked = pp.convention == "ranked"
   res = {"fused": [], "detr": []}
-  for i in np.flatnonzero(batch["batch_mask"]):
+  for i, w, s in zip(rows, windows, sal):
     meta = {k: v[i] for k, v in batch["meta"].items()}
-    windows = sample_windows(out, i, float(batch["span_seconds"][i]), float(batch["clip_len"][i]),
-                             float(batch["duration"][i]), pp)
-    n = int(batch["num_clips"][i])
-    sal = out["saliency_global"][i, :n] if with_saliency else None
     for head in res:
       res[head].append(make_record(_qid(meta["qid"], qid_type), meta["query"], meta["vid"],
-                                   windows[head], sal))
+                                   w[head], s, sort=ranked, decimals=4 if ranked else None))
   return res
 
 

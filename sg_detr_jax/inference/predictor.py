@@ -4,7 +4,7 @@
   predictor = Predictor.from_workdir("workdirs/synthetic")          # best checkpoint
   result = predictor.predict(video_features, text_features)        # [T, Dv], [L, Dt] numpy
   result.windows     # [N, 3] (start s, end s, score), WBF-fused, best first
-  result.saliency    # [T] clip scores (global saliency logits; higher = more relevant)
+  result.saliency    # clip scores (global saliency logits; higher = more relevant)
 
 Inputs are the features as stored in the dataset's release (before the builder's L2
 normalisation); the predictor applies the same normalisation, truncation, TEF and padding as the
@@ -27,18 +27,19 @@ import numpy as np
 from sg_detr_jax.data import targets
 from sg_detr_jax.data.datasets import get_spec
 from sg_detr_jax.data.pipeline import model_input_dims, static_video_len
-from sg_detr_jax.inference.postprocess import sample_windows
+from sg_detr_jax.inference.postprocess import batch_windows, saliency_scores
 
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
   """One query's result.
 
-  Attributes:
+  Attributes (lists as `config.postprocess` makes them, see inference/postprocess.py):
     windows: [N, 3] float64 (start s, end s, score) after WBF fusion of the DETR and ATSS heads.
-    windows_detr: [N, 3] the DETR head alone.
-    saliency: [T] float32 clip scores for the T clips given (after truncation to the config's
-      max_video_clips).
+    windows_detr: [N, 3] the DETR head alone (official convention: in class-probability order).
+    saliency: float32 clip scores for the T clips given (after truncation to the config's
+      max_video_clips): [T] (ranked convention) or, official, one per row the model marks valid
+      (T rounded up to `data.pad_to_multiple` when padded rows are valid), through float16.
   """
   windows: np.ndarray
   windows_detr: np.ndarray
@@ -148,7 +149,7 @@ class Predictor:
       duration = num_real * self.clip_len
     return {"video": v, "video_mask": vmask, "text": t, "text_mask": tmask,
             "span_seconds": np.float32(num_valid * self.clip_len), "duration": float(duration),
-            "num_clips": num_real}
+            "num_clips": num_real, "num_valid": num_valid}
 
   def _bucket(self, n: int) -> int:
     cap = int(self.config.train.eval_batch_size)
@@ -161,7 +162,9 @@ class Predictor:
                    durations: Sequence[float | None] | None = None) -> list[Prediction]:
     """Predictions for a list of (video [T, Dv], text [L, Dt]) pairs, batched on the device.
 
-    `durations` (seconds) bounds the windows; default: the number of clips x the clip length.
+    `durations` (seconds) bounds the windows of the ranked convention; default: the number of
+    clips x the clip length. The official convention bounds them by the constants of
+    `config.postprocess` and the feature length (valid rows x clip length), as the official code.
     """
     durations = list(durations) if durations is not None else [None] * len(pairs)
     examples = [self._example(v, t, dur, f"pair {i}")
@@ -175,12 +178,14 @@ class Predictor:
       batch = {k: np.stack([e[k] for e in rows]) for k in ("video", "video_mask", "text",
                                                            "text_mask")}
       out = jax.device_get(self.predict_step(self.params, batch))
-      for i, e in enumerate(chunk):
-        w = sample_windows(out, i, float(e["span_seconds"]), self.clip_len, e["duration"],
-                           self.config.postprocess)
-        results.append(Prediction(windows=w["fused"], windows_detr=w["detr"],
-                                  saliency=np.asarray(out["saliency_global"][i, :e["num_clips"]],
-                                                      np.float32)))
+      pp = self.config.postprocess
+      rows = np.arange(len(chunk))
+      windows = batch_windows(out, rows, [e["span_seconds"] for e in chunk], self.clip_len,
+                              [e["duration"] for e in chunk], pp)
+      sal = saliency_scores(out, rows, [e["num_clips"] for e in chunk],
+                            [e["num_valid"] for e in chunk], pp)
+      results.extend(Prediction(windows=w["fused"], windows_detr=w["detr"], saliency=s)
+                     for w, s in zip(windows, sal))
       start += size
     return results
 

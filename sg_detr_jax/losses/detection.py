@@ -87,14 +87,17 @@ def atss_losses(out, lw) -> dict:
   pos = out["atss_labels"] & valid
   n_pos = jnp.maximum(pos.sum(), 1).astype(jnp.float32)
   anchors = jnp.broadcast_to(out["anchors"], out["atss_gt"].shape)
-  gt = out["atss_gt"]
+  # The official targets are the GT after a round trip through the box coder (whose width clamp
+  # changes GTs more than 62.5x wider than their anchor).
+  gt = atss.decode(atss.encode(out["atss_gt"], anchors), anchors)
   cls = sigmoid_focal(out["atss_logits"], pos.astype(jnp.float32), lw.atss_focal_alpha,
                       lw.atss_focal_gamma)
   ctr_target = jnp.where(pos, atss.centerness(anchors, gt), 0.0)
   ctr_sum = jnp.maximum((ctr_target * pos).sum(), 1e-6)
   box = atss.decode(out["atss_deltas"], anchors)
-  box = jnp.stack([box[..., 0], jnp.maximum(box[..., 0], box[..., 1])], axis=-1)
-  _, giou = span_ops.iou_and_giou(box, gt)
+  # The end is raised to the start for the GIoU only; the smooth-L1 sees the raw decoded box.
+  ordered = jnp.stack([box[..., 0], jnp.maximum(box[..., 0], box[..., 1])], axis=-1)
+  _, giou = span_ops.iou_and_giou(ordered, gt)
   l1 = span_ops.smooth_l1(box - gt).sum(-1)
   return {
       "label": (cls * valid).sum() / n_pos,

@@ -55,11 +55,12 @@ def compute_losses(out: dict, batch: dict, config, mesh=None) -> tuple[jnp.ndarr
          for k, v in out.items()}
   mask = batch["video_mask"].astype(bool)
   y = batch["saliency"]
-  real_neg = batch["real_neg"].astype(bool)
+  real_neg = saliency.real_negatives(batch["source_id"], batch["batch_mask"])
   gt, gt_mask = batch["spans"].astype(jnp.float32), batch["span_mask"].astype(bool)
   terms = {}
 
-  for head in ("local", "global"):
+  # Without the global head (ablation rows a-c) the official code computes the local terms only.
+  for head in ("local", "global") if config.model.global_saliency else ("local",):
     hd = saliency.saliency_losses(out[f"saliency_{head}"], out[f"saliency_{head}_neg"], y, mask,
                                   batch["pos_idx"], batch["neg_idx"], real_neg, lw)
     terms.update({f"sal_{head}_{k}": v for k, v in hd.items()})

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sg_detr_jax import spans as span_ops
+
 BOX_WEIGHTS = (10.0, 5.0)
 MAX_DW = math.log(1000.0 / 16)
 
@@ -106,3 +108,27 @@ def centerness(anchors: jax.Array, gt: jax.Array) -> jax.Array:
   c = (anchors[..., 0] + anchors[..., 1]) / 2
   left, right = c - gt[..., 0], gt[..., 1] - c
   return jnp.clip(jnp.minimum(left, right), 0) / jnp.maximum(jnp.maximum(left, right), 1e-6)
+
+
+def batch_targets(spans, span_mask, span_seconds, clip_len, anchors, level_sizes, anchor_mask,
+                  top_k: int, gt_tolerance: float = 0.0):
+  """ATSS labels and matched GT of a batch, from the ground truth and the anchors alone.
+
+  Seconds -> clip units as the official code: float32 GT seconds truncated toward zero (A11), so
+  float32 round-off moves a boundary by a whole second (49.99998 s -> 49 s); a positive
+  `gt_tolerance` (seconds, e.g. 1e-3) added before the truncation prevents that.
+
+  Args:
+    spans: [B, W, 2] normalised (c, w); span_mask: [B, W] bool; span_seconds / clip_len: [B].
+    anchors: [A, 2] clip units; level_sizes: anchors per level (static); anchor_mask: [B, A].
+    top_k: candidates per level.
+
+  Returns:
+    labels [B, A] bool, matched GT (start, end) [B, A, 2] in clip units.
+  """
+  xx = span_ops.cxw_to_xx(spans.astype(jnp.float32))
+  seconds = span_seconds.astype(jnp.float32)[:, None, None]
+  gt = jnp.trunc(xx * seconds + gt_tolerance) / clip_len.astype(jnp.float32)[:, None, None]
+  one = lambda g, gm, am: assign(anchors, level_sizes, g, gm, top_k, am)
+  labels, matched, _ = jax.vmap(one)(gt, span_mask, anchor_mask)
+  return labels, jnp.take_along_axis(gt, matched[..., None], axis=1)

@@ -17,7 +17,9 @@ from sg_detr_jax.models import layers
 
 
 def _proj(d_in, d_out, rngs):
-  return layers.linear(d_in, d_out, rngs, layers.xavier_uniform(1.0), jax.nn.initializers.zeros)
+  """A projection of the official decoder layer: its `_init_parameters` re-inits every >1-d
+  parameter with xavier(1); the biases keep nn.Linear's default U(+-1 / sqrt(d_in))."""
+  return layers.linear(d_in, d_out, rngs, layers.xavier_uniform(1.0), layers.torch_uniform(d_in))
 
 
 def _concat_heads(a: jax.Array, b: jax.Array, heads: int) -> jax.Array:
@@ -90,8 +92,8 @@ class Decoder(nnx.Module):
 
   def __init__(self, d, heads, ffn_dim, num_layers, dropout_rate, drop_path_rate, temperature,
                iou_head: bool, rngs):
-    self.layers = nnx.List([DecoderLayer(d, heads, ffn_dim, dropout_rate, drop_path_rate, rngs)
-                            for _ in range(num_layers)])
+    self.layers = layers.clones(
+        lambda: DecoderLayer(d, heads, ffn_dim, dropout_rate, drop_path_rate, rngs), num_layers)
     self.query_scale = layers.MLP(d, d, d, 2, rngs)
     if iou_head:
       self.quality_score_embed = layers.MLP(2 * d, d, 1, 3, rngs)

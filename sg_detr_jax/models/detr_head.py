@@ -16,7 +16,8 @@ class DETRHead(nnx.Module):
   """Decoder + prediction heads.
 
   Attributes:
-    co_mapper_linear / co_mapper_norm: Linear + LN giving collab queries their content (N(0, .01)).
+    co_mapper_linear / co_mapper_norm: Linear + LN giving collab queries their content (N(0, .01)
+      weights, nn.Linear's default bias).
     decoder: `Decoder`.
     span_embed: MLP3 (zero last layer) predicting span offsets in inverse-sigmoid space.
     class_embed: Linear(d, 1), N(0, .01) weights, bias logit(prior).
@@ -26,7 +27,8 @@ class DETRHead(nnx.Module):
   def __init__(self, m, rngs: nnx.Rngs):
     d = m.d_model
     if m.collab:
-      self.co_mapper_linear = layers.linear(d, d, rngs, layers.normal(0.01))
+      self.co_mapper_linear = layers.linear(d, d, rngs, layers.normal(0.01),
+                                            layers.torch_uniform(d))
       self.co_mapper_norm = layers.layer_norm(d, rngs)
     if m.denoise:
       self.dn_label_enc = nnx.Param(layers.normal(0.01)(rngs.params(), (1, d)))
@@ -52,6 +54,8 @@ class DETRHead(nnx.Module):
     """
     hs, refs, iou = self.decoder(content, reference, memory, memory_pos, memory_mask, group_mask,
                                  keys)
+    layers.probe(self, "decoder_hs", hs)
+    layers.probe(self, "decoder_refs", refs)
     logits = self.class_embed(hs)[..., 0]
     spans = jax.nn.sigmoid(self.span_embed(hs) + layers.inverse_sigmoid(refs).astype(hs.dtype))
     return logits, spans, iou

@@ -69,5 +69,9 @@ class FPN(nnx.Module):
     f0 = self.level0(memory)
     f1 = self.level1(memory)
     f2 = self.level2(f1)
-    masks = [jnp.repeat(mask, 2, axis=1), mask, _pool_mask(mask, 2), _pool_mask(mask, 4)]
-    return [up, f0, f1, f2], masks
+    return [up, f0, f1, f2], self.level_masks(mask)
+
+  @staticmethod
+  def level_masks(mask):
+    """[B, L] row mask -> the [B, n_l] masks of the four levels."""
+    return [jnp.repeat(mask, 2, axis=1), mask, _pool_mask(mask, 2), _pool_mask(mask, 4)]

@@ -19,17 +19,54 @@ MASK_VALUE = -1e9
 TORCH_LN_EPS = 1e-5  # torch.nn.LayerNorm default (nnx defaults to 1e-6)
 
 
+# -- initialisers ---------------------------------------------------------------------------------
+# Every parameter starts like the official PyTorch model's (tests/test_golden_init.py checks the
+# family, scale and zero pattern of all 359 official tensors at full width). Kernels are stored
+# [in, out] (Linear) and [k, in / groups, out] (Conv1D); torch's are [out, in] and [out, in / g, k].
+
+
 def xavier_uniform(gain: float = 1.0):
-  """torch.nn.init.xavier_uniform_ with `gain`, for kernels stored [in, out]."""
+  """torch.nn.init.xavier_uniform_ with `gain`: U(+-gain sqrt(6 / (fan_in + fan_out))).
+
+  For kernels stored [in, out] (a fused [d, 3d] in-projection has torch's fans: d in, 3d out).
+  """
   return jax.nn.initializers.variance_scaling(gain ** 2, "fan_avg", "uniform")
 
 
+def torch_uniform(fan_in: int | None = None):
+  """torch's default init of nn.Linear and nn.Conv1d: U(-1 / sqrt(fan_in), 1 / sqrt(fan_in)).
+
+  Their `reset_parameters` draw the weight with kaiming_uniform_(a=sqrt(5)), whose bound
+  gain * sqrt(3 / fan_in) with gain = sqrt(2 / (1 + a^2)) = sqrt(1 / 3) is 1 / sqrt(fan_in), and the
+  bias from U(-1 / sqrt(fan_in), 1 / sqrt(fan_in)) with the same fan_in: in_features for a Linear,
+  in_channels / groups * kernel_size for a Conv1d. Left as None, fan_in is read from a kernel's
+  shape (the product of every axis but the last: [in] of a Linear kernel [in, out], [k, in / groups]
+  of a Conv1D kernel); a bias must be given its layer's fan_in.
+  """
+  def init(key, shape, dtype=jnp.float32):
+    if fan_in is None and len(shape) < 2:
+      raise ValueError(f"torch_uniform needs the layer's fan_in for a shape {shape} (a bias)")
+    bound = 1.0 / math.sqrt(fan_in if fan_in is not None else math.prod(shape[:-1]))
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+  return init
+
+
 def normal(std: float):
+  """torch.nn.init.normal_(std=std) (and nn.Embedding's default with std 1)."""
   return jax.nn.initializers.normal(std)
 
 
-def trunc_normal(std: float):
-  return jax.nn.initializers.truncated_normal(std)
+def trunc_normal(std: float, lower: float = -2.0, upper: float = 2.0):
+  """torch.nn.init.trunc_normal_(std=std, a=lower, b=upper): N(0, std^2) cut to [lower, upper].
+
+  torch's bounds are absolute values, not multiples of std: with std 0.02 the default +-2 is
+  +-100 std, so the draw is a plain N(0, 0.02^2). (`jax.nn.initializers.truncated_normal(std)` cuts
+  at +-2 std instead and leaves 0.88 std.)
+  """
+  def init(key, shape, dtype=jnp.float32):
+    x = jax.random.truncated_normal(key, lower / std, upper / std, shape, jnp.float32)
+    return (x * std).astype(dtype)
+  return init
 
 
 def leaky_relu_gain(slope: float) -> float:
@@ -123,13 +160,25 @@ def layer_norm(dim: int, rngs: nnx.Rngs) -> nnx.LayerNorm:
 
 def linear(d_in: int, d_out: int, rngs: nnx.Rngs, kernel_init=None, bias_init=None,
            use_bias: bool = True) -> nnx.Linear:
-  """nnx.Linear with torch-like defaults unless initialisers are given."""
-  kw = {}
-  if kernel_init is not None:
-    kw["kernel_init"] = kernel_init
-  if bias_init is not None:
-    kw["bias_init"] = bias_init
-  return nnx.Linear(d_in, d_out, use_bias=use_bias, rngs=rngs, **kw)
+  """nnx.Linear; initialisers not given are nn.Linear's defaults (`torch_uniform`, fan_in d_in)."""
+  return nnx.Linear(d_in, d_out, use_bias=use_bias, rngs=rngs,
+                    kernel_init=kernel_init or torch_uniform(),
+                    bias_init=bias_init or torch_uniform(d_in))
+
+
+def clones(make, n: int) -> nnx.List:
+  """`n` layers that start with equal parameters: `make()` once, then copies.
+
+  The official stacks (encoders, decoder, SGCA, sentence pooling) are built by `get_clones`, a
+  `copy.deepcopy` of one initialised layer, so every layer of a stack starts identical. The copies
+  get their own arrays, so no two leaves of the model share a buffer (donation in the train step).
+  """
+  if n == 0:
+    return nnx.List([])
+  first = make()
+  graphdef, state = nnx.split(first)
+  return nnx.List([first] + [nnx.merge(graphdef, jax.tree.map(jnp.copy, state))
+                             for _ in range(n - 1)])
 
 
 def split_heads(x: jax.Array, num_heads: int) -> jax.Array:
@@ -192,7 +241,12 @@ class PReLU(nnx.Module):
 
 
 class FFN(nnx.Module):
-  """Lin(d -> e*d) -> PReLU -> Dropout -> Lin(e*d -> d) (official `FeedForwardNetwork`)."""
+  """Lin(d -> e*d) -> PReLU -> Dropout -> Lin(e*d -> d) (official `FeedForwardNetwork`).
+
+  Its own init: xavier with the leaky-ReLU(0.25) gain, then xavier(1); zero biases. (The official
+  encoder / decoder layers re-init their >1-d parameters with xavier(1) *before* they build the FFN,
+  so this init is what survives; the sentence-pooling layer overrides it, see local_saliency.)
+  """
 
   def __init__(self, dim: int, hidden: int, dropout_rate: float, rngs: nnx.Rngs,
                kernel_init1=None, kernel_init2=None):
@@ -209,17 +263,23 @@ class FFN(nnx.Module):
 
 
 class MLP(nnx.Module):
-  """Linear layers with ReLU between them (official `SlimMLP`: linear_mapper.{0,2,4})."""
+  """Linear layers with ReLU between them (official `SlimMLP`: linear_mapper.{0,2,4}).
+
+  Init as `SlimMLP._init_parameters` ends up: xavier with the ReLU gain sqrt(2) for *every* layer,
+  the last one included (its loop over `linear_mapper[:-1]` only leaves out the trailing Identity),
+  and zero biases; `zero_last` zeroes the last layer (the span heads' `init_spans_with_zeros`).
+  """
 
   def __init__(self, d_in: int, d_hidden: int, d_out: int, num_layers: int, rngs: nnx.Rngs,
                zero_last: bool = False, kernel_init=None):
     dims = [d_in] + [d_hidden] * (num_layers - 1) + [d_out]
+    kernel_init = kernel_init or xavier_uniform(math.sqrt(2.0))
+    zeros = jax.nn.initializers.zeros
     layers = []
     for i in range(num_layers):
       last = i == num_layers - 1
-      init = jax.nn.initializers.zeros if (last and zero_last) else kernel_init
-      binit = jax.nn.initializers.zeros if (last and zero_last) else None
-      layers.append(linear(dims[i], dims[i + 1], rngs, init, binit))
+      init = zeros if (last and zero_last) else kernel_init
+      layers.append(linear(dims[i], dims[i + 1], rngs, init, zeros))
     self.layers = nnx.List(layers)
 
   def __call__(self, x):
@@ -270,17 +330,32 @@ def inverse_sigmoid(x: jax.Array, eps: float = 1e-3) -> jax.Array:
   return jnp.log(jnp.maximum(x, eps) / jnp.maximum(1 - x, eps))
 
 
-def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
-  """x / ||x|| along the last axis; an all-zero vector maps to 0 with a zero gradient.
+def probe(module: nnx.Module, name: str, value) -> None:
+  """Sows `value` as an `nnx.Intermediate` of `module`, under `nnx.capture` only.
 
-  torch's F.normalize divides by max(||x||, eps), whose gradient at x = 0 is 1 / eps = 1e12 (and
-  jnp.linalg.norm's is NaN). Padded clips do project to exactly zero at initialisation (zero
-  features, zero biases), so the double `where` keeps both the value and the gradient finite.
+  The golden tests read the stages' outputs this way; otherwise it does nothing, so a model built
+  outside a transform can still be traced (eval_shape, jit) without a stateful side effect.
+  """
+  if hasattr(module, "__captures__"):
+    module.sow(nnx.Intermediate, name, value)
+
+
+def l2_normalize(x: jax.Array, eps: float = 1e-12, zero_grad_at_zero: bool = False) -> jax.Array:
+  """x / max(||x||, eps) along the last axis, as torch's F.normalize (the official model).
+
+  At an all-zero vector the value is 0 and, as in torch, the gradient is 1 / eps = 1e12 times the
+  incoming one (the norm itself gets a zero gradient there instead of jnp.linalg.norm's NaN).
+  Padded clips project to exactly zero at the official initialisation (zero features, zero
+  input-projection biases), so the official first step sees a ~1e12 gradient on the video
+  projection's biases that the 0.1 clipping absorbs. `zero_grad_at_zero=True` returns a zero
+  gradient there instead (`model.l2norm_zero_grad`).
   """
   sq = jnp.sum(x * x, axis=-1, keepdims=True)
   nonzero = sq > eps * eps
-  safe = jnp.where(nonzero, sq, 1.0)
-  return jnp.where(nonzero, x * jax.lax.rsqrt(safe), 0.0)
+  norm = jnp.sqrt(jnp.where(nonzero, sq, 1.0))
+  if zero_grad_at_zero:
+    return jnp.where(nonzero, x / norm, 0.0)
+  return x / jnp.where(nonzero, norm, eps)
 
 
 class Conv1D(nnx.Module):
@@ -298,11 +373,12 @@ class Conv1D(nnx.Module):
   def __init__(self, d_in: int, d_out: int, rngs: nnx.Rngs, *, stride: int = 1,
                depthwise: bool = False, use_bias: bool = True, kernel_init=None, bias_init=None,
                kernel_size: int = 3):
-    kernel_init = kernel_init or jax.nn.initializers.lecun_normal()
     shape = (kernel_size, 1 if depthwise else d_in, d_out)
-    self.kernel = nnx.Param(kernel_init(rngs.params(), shape))
+    # torch's nn.Conv1d defaults unless given: U(+-1 / sqrt(fan_in)), fan_in = in / groups * k.
+    self.kernel = nnx.Param((kernel_init or torch_uniform())(rngs.params(), shape))
     if use_bias:
-      self.bias = nnx.Param((bias_init or jax.nn.initializers.zeros)(rngs.params(), (d_out,)))
+      fan_in = shape[0] * shape[1]
+      self.bias = nnx.Param((bias_init or torch_uniform(fan_in))(rngs.params(), (d_out,)))
     self.use_bias, self.stride, self.depthwise = use_bias, stride, depthwise
 
   def __call__(self, x: jax.Array) -> jax.Array:

@@ -18,7 +18,7 @@ class PoolingLayer(nnx.Module):
   """One class-attention layer: q' = q + W_o MHA(q, LN(T), LN(T)); q'' = q' + FFN(LN(q'))."""
 
   def __init__(self, d: int, heads: int, ffn_dim: int, dropout_rate: float, rngs: nnx.Rngs):
-    init = layers.trunc_normal(0.02)
+    init = layers.trunc_normal(0.02)  # official `_init_weights` on every Linear (FFN's included)
     self.attn_norm = layers.layer_norm(d, rngs)
     self.out_proj = layers.linear(d, d, rngs, init, jax.nn.initializers.zeros)
     self.ffn_norm = layers.layer_norm(d, rngs)
@@ -44,13 +44,14 @@ class LocalSaliencyHead(nnx.Module):
   """
 
   def __init__(self, d: int, heads: int, ffn_dim: int, num_layers: int, dropout_rate: float,
-               logit_scale_init: float, rngs: nnx.Rngs):
+               logit_scale_init: float, rngs: nnx.Rngs, l2norm_zero_grad: bool = False):
     self.cls_q = nnx.Param(layers.trunc_normal(0.02)(rngs.params(), (d,)))
-    self.layers = nnx.List([PoolingLayer(d, heads, ffn_dim, dropout_rate, rngs)
-                            for _ in range(num_layers)])
+    self.layers = layers.clones(lambda: PoolingLayer(d, heads, ffn_dim, dropout_rate, rngs),
+                                num_layers)
     self.norm = layers.layer_norm(d, rngs)
     self.temp = nnx.Param(jnp.asarray(logit_scale_init, jnp.float32))
     self.a_param = nnx.Param(jnp.asarray(0.0, jnp.float32))
+    self.l2norm_zero_grad = l2norm_zero_grad
 
   def sentence(self, text, text_mask, keys):
     """[B, Lt, d] -> F_sent [B, 1, d]."""
@@ -63,7 +64,8 @@ class LocalSaliencyHead(nnx.Module):
 
   def score(self, sentence, video):
     """S_local [B, Lv] from F_sent [B, 1, d] and V0 [B, Lv, d]."""
-    s, v = layers.l2_normalize(sentence), layers.l2_normalize(video)
+    normalize = lambda x: layers.l2_normalize(x, zero_grad_at_zero=self.l2norm_zero_grad)
+    s, v = normalize(sentence), normalize(video)
     cos = jnp.einsum("bqd,bld->bl", s, v)
     return jnp.exp(self.temp[...]) * cos + self.a_param[...]
 

@@ -25,7 +25,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from sg_detr_jax import spans as span_ops
 from sg_detr_jax.models import atss, layers, query_groups
 from sg_detr_jax.models.alignment import MomentEncoder, SentenceEncoder
 from sg_detr_jax.models.atss_head import ATSSHead
@@ -36,11 +35,6 @@ from sg_detr_jax.models.local_saliency import LocalSaliencyHead
 from sg_detr_jax.models.query_selector import QuerySelector
 from sg_detr_jax.models.sgca import SGCAEncoder
 from sg_detr_jax.models.transformer import Encoder, saliency_amplify
-
-# Seconds -> clip units: the official code truncates GT seconds to integers (A11). A tiny tolerance
-# keeps float32 round-off (29.99998 for a 30-s boundary) from moving a boundary by a whole unit.
-_FLOOR_TOLERANCE = 1e-3
-
 
 class UnusedTextPositionEmbedding(nnx.Module):
   """The official model instantiates a learned text PE (100 x d + LN) and never uses it
@@ -65,7 +59,8 @@ class SGDETR(nnx.Module):
     self.modality_embeddings = nnx.Param(layers.normal(0.02)(rngs.params(), (2, d)))
     self.txt_position_embed = UnusedTextPositionEmbedding(d, m.text_pe_len, rngs)
     self.local_saliency_head = LocalSaliencyHead(d, m.num_heads, m.ffn_dim, m.pooling_layers,
-                                                 m.dropout, m.logit_scale_init, rngs)
+                                                 m.dropout, m.logit_scale_init, rngs,
+                                                 m.l2norm_zero_grad)
     self.txt2vis_sal_encoder = SGCAEncoder(d, m.num_heads, m.ffn_dim, m.sgca_layers, m.dropout,
                                            m.drop_path, rngs, m.sgca_gated, m.sgca_qkv_proj)
     self.det_encoder = Encoder(d, m.num_heads, m.ffn_dim, m.encoder_layers, m.dropout,
@@ -84,9 +79,31 @@ class SGDETR(nnx.Module):
     self.moment_encoder = MomentEncoder(d, m.num_heads, m.ffn_dim, m.moment_layers, m.dropout,
                                         m.drop_path, rngs)
 
+  def params_without_gradient(self) -> tuple[str, ...]:
+    """Dotted prefixes of the parameters that the training loss never reaches.
+
+    The official optimizer leaves them untouched, weight decay included: the unused text PE. (The
+    collab mapper has no gradient in an eval-mode loss only, which training never computes.)
+    """
+    return ("txt_position_embed",)
+
   @property
   def uses_atss(self) -> bool:
     return bool(self.cfg.atss or self.cfg.collab)
+
+  def _anchor_rows(self, video_mask):
+    """[B, L] rows whose anchors are ATSS candidates (assignment, loss, post-processing).
+
+    "batch" (official): the batch's padded grid, i.e. every row up to the longest valid length of
+    the batch, including rows past a sample's own length. "sample": the sample's valid rows.
+    """
+    if self.cfg.atss_anchor_grid == "sample":
+      return video_mask
+    if self.cfg.atss_anchor_grid != "batch":
+      raise ValueError(f"model.atss_anchor_grid must be 'batch' or 'sample', got "
+                       f"{self.cfg.atss_anchor_grid!r}")
+    rows = jnp.arange(video_mask.shape[1]) < video_mask.sum(axis=1).max()
+    return jnp.broadcast_to(rows, video_mask.shape)
 
   # -- stages ------------------------------------------------------------------------------------
   def _encode(self, v1, video_pos, video_mask, t1, text_mask, s_local, keys):
@@ -94,6 +111,8 @@ class SGDETR(nnx.Module):
     m = self.cfg
     vx = self.txt2vis_sal_encoder(v1, video_pos, t1, text_mask, s_local, keys)
     mem = self.det_encoder(vx, video_pos, video_mask, keys)
+    layers.probe(self, "sgca_video", vx)
+    layers.probe(self, "det_memory", mem)
     m1 = saliency_amplify(mem, s_local) if m.saliency_amplifier else mem
     s_global = s_local
     if m.global_saliency:
@@ -102,16 +121,6 @@ class SGDETR(nnx.Module):
       return s_global, mem
     # SA #2 takes the raw encoder output again, not M1 (A6).
     return s_global, (saliency_amplify(mem, s_global) if m.global_saliency else m1)
-
-  def _atss_targets(self, batch, anchors, level_sizes, anchor_mask):
-    """ATSS labels [B, A] and matched GT (start, end) [B, A, 2] in clip units."""
-    spans = batch["spans"].astype(jnp.float32)
-    xx = span_ops.cxw_to_xx(spans)
-    seconds = batch["span_seconds"].astype(jnp.float32)[:, None, None]
-    gt = jnp.floor(xx * seconds + _FLOOR_TOLERANCE) / batch["clip_len"][:, None, None]
-    assign = lambda g, gm, am: atss.assign(anchors, level_sizes, g, gm, self.cfg.atss_top_k, am)
-    labels, matched, _ = jax.vmap(assign)(gt, batch["span_mask"], anchor_mask)
-    return labels, jnp.take_along_axis(gt, matched[..., None], axis=1)
 
   # -- forward -----------------------------------------------------------------------------------
   def __call__(self, batch: dict, key: jax.Array | None = None, train: bool = False) -> dict:
@@ -135,27 +144,41 @@ class SGDETR(nnx.Module):
     v0 = self.input_vid_proj(batch["video"], keys)
     t0 = self.input_txt_proj(batch["text"], keys)
     s_local, f_sent = self.local_saliency_head(t0, text_mask, v0, keys)
+    layers.probe(self, "vid_proj", v0)
+    layers.probe(self, "txt_proj", t0)
+    layers.probe(self, "sent_token", f_sent)
     emb = self.modality_embeddings[...].astype(dtype)
     v1, t1 = v0 + emb[1], t0 + emb[0]
     video_pos = layers.sine_position_embedding(video_mask, m.d_model, m.pe_temperature).astype(dtype)
     s_global, memory = self._encode(v1, video_pos, video_mask, t1, text_mask, s_local, keys)
     out = {"saliency_local": s_local, "saliency_global": s_global}
+    layers.probe(self, "vid_pos", video_pos)
+    layers.probe(self, "memory_amplified", memory)
 
-    levels, level_masks = self.fpn(memory, video_mask)
+    grid_rows = self._anchor_rows(video_mask)
+    # Rows past the batch's padded grid do not exist in the official model: zero them so that the
+    # FPN's convolutions see the same zero padding at the grid's end.
+    levels, level_masks = self.fpn(jnp.where(grid_rows[..., None], memory, 0.0), video_mask)
     tokens = jnp.concatenate(levels, axis=1)
     sel = self.query_selector(tokens, level_masks)
+    layers.probe(self, "fpn_levels", tuple(levels))
+    layers.probe(self, "qsel_content", sel["content"])
+    layers.probe(self, "qsel_reference", sel["reference"])
     out.update(enc_logits=sel["enc_logits"], enc_iou=sel["enc_iou"], enc_spans=sel["enc_spans"])
     content, reference = sel["content"], sel["reference"]
 
-    anchor_mask = jnp.concatenate(level_masks, axis=1)
+    anchor_mask = jnp.concatenate(self.fpn.level_masks(grid_rows), axis=1)
     if self.uses_atss:
-      head = self.aux_det_head(levels)
       anchors_np, _ = atss.make_anchors(video_mask.shape[1], STRIDES, m.anchor_sizes)
       anchors = jnp.asarray(anchors_np)
+      out.update(anchors=anchors, anchor_mask=anchor_mask)
+    if m.atss:
+      # With collab but without `atss` (ablation rows), the head exists for checkpoint parity
+      # only: its untrained windows must not reach the fusion.
+      head = self.aux_det_head(levels)
       out.update(atss_logits=jnp.concatenate([h[0][..., 0] for h in head], axis=1),
                  atss_deltas=jnp.concatenate([h[1] for h in head], axis=1),
-                 atss_ctr=jnp.concatenate([h[2][..., 0] for h in head], axis=1),
-                 anchors=anchors, anchor_mask=anchor_mask)
+                 atss_ctr=jnp.concatenate([h[2][..., 0] for h in head], axis=1))
 
     num_dn = num_co = dn_groups = 0
     dn_valid = co_valid = None
@@ -163,7 +186,9 @@ class SGDETR(nnx.Module):
     if train:
       if self.uses_atss:
         level_sizes = [lvl.shape[1] for lvl in levels]
-        labels, matched_gt = self._atss_targets(batch, anchors, level_sizes, anchor_mask)
+        labels, matched_gt = atss.batch_targets(
+            batch["spans"], batch["span_mask"], batch["span_seconds"], batch["clip_len"], anchors,
+            level_sizes, anchor_mask, m.atss_top_k, m.atss_gt_tolerance)
         out.update(atss_labels=labels, atss_gt=matched_gt)
       if m.denoise:
         dn_groups = query_groups.num_dn_groups(m.dn_budget, self.max_windows)
@@ -178,13 +203,18 @@ class SGDETR(nnx.Module):
                    dn_valid=dn_valid)
       if m.collab:
         num_clips = video_mask.sum(axis=1)
+        if m.collab_size <= 0:
+          raise ValueError("model.collab_size is 0 (= size the collab group from the training "
+                           "data): training sets it (training.collab_size); set "
+                           "--config.model.collab_size=N to train a model outside that path")
         co = query_groups.collab_selection(labels, matched_gt, anchors, anchor_mask, num_clips,
-                                           m.collab_cap, keys.key())
+                                           m.collab_size, keys.key())
         feats = jnp.take_along_axis(tokens, co["index"][..., None], axis=1)
         prefix_content.append(self.main_det_head.collab_content(feats))
         prefix_ref.append(co["reference"])
-        num_co, co_valid = m.collab_cap, co["valid"]
-        out.update(co_label=co["label"], co_target=co["target"], co_valid=co_valid)
+        num_co, co_valid = m.collab_size, co["valid"]
+        out.update(co_label=co["label"], co_target=co["target"], co_valid=co_valid,
+                   co_positives=labels.sum(axis=1).max())
 
     group_mask = None
     if num_dn or num_co:

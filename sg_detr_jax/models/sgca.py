@@ -24,7 +24,9 @@ class SGCALayer(nnx.Module):
           layers.linear(d, d, rngs, layers.xavier_uniform(1.0), jax.nn.initializers.zeros)
           for _ in range(3))
     self.qkv_proj = qkv_proj
-    self.out_proj = layers.linear(d, d, rngs, layers.xavier_uniform(1.0), jax.nn.initializers.zeros)
+    # Official init: the layer's xavier(1) over the attention's >1-d parameters; the out-projection
+    # bias keeps nn.Linear's default. The FFN, built after that, keeps its own init.
+    self.out_proj = layers.linear(d, d, rngs, layers.xavier_uniform(1.0), layers.torch_uniform(d))
     self.ffn = layers.FFN(d, ffn_dim, dropout_rate, rngs)
     self.norm1 = layers.layer_norm(d, rngs)
     self.norm2 = layers.layer_norm(d, rngs)
@@ -49,9 +51,9 @@ class SGCAEncoder(nnx.Module):
 
   def __init__(self, d, heads, ffn_dim, num_layers, dropout_rate, drop_path_rate, rngs,
                gated: bool = True, qkv_proj: bool = False):
-    self.layers = nnx.List([SGCALayer(d, heads, ffn_dim, dropout_rate, drop_path_rate, rngs, gated,
-                                      qkv_proj)
-                            for _ in range(num_layers)])
+    self.layers = layers.clones(
+        lambda: SGCALayer(d, heads, ffn_dim, dropout_rate, drop_path_rate, rngs, gated, qkv_proj),
+        num_layers)
     self.norm = layers.layer_norm(d, rngs)
 
   def __call__(self, video, video_pos, text, text_mask, saliency, keys):
@@ -59,4 +61,5 @@ class SGCAEncoder(nnx.Module):
       video, _ = layer(video, video_pos, text, text_mask, saliency, keys)
       # The shared LN runs over [video; text]: it is per-token, so apply it to each part.
       video, text = self.norm(video), self.norm(text)
+    layers.probe(self, "text_out", self.norm(text))
     return self.norm(video)

@@ -14,14 +14,18 @@ from sg_detr_jax.models import layers
 
 
 class EncoderLayer(nnx.Module):
-  """One post-norm layer; `in_proj` is the fused [d, 3d] q/k/v projection (torch in_proj_weight^T)."""
+  """One post-norm layer; `in_proj` is the fused [d, 3d] q/k/v projection (torch in_proj_weight^T).
+
+  Init as the official layer: nn.MultiheadAttention's (xavier in-projection, zero biases), then the
+  layer's xavier(1) over the attention's >1-d parameters (the out-projection weight); the FFN, built
+  after that, keeps its own init.
+  """
 
   def __init__(self, d, heads, ffn_dim, dropout_rate, drop_path_rate, rngs):
     self.in_proj = layers.linear(d, 3 * d, rngs, layers.xavier_uniform(1.0),
                                  jax.nn.initializers.zeros)
     self.out_proj = layers.linear(d, d, rngs, layers.xavier_uniform(1.0), jax.nn.initializers.zeros)
-    self.ffn = layers.FFN(d, ffn_dim, dropout_rate, rngs, layers.xavier_uniform(1.0),
-                          layers.xavier_uniform(1.0))
+    self.ffn = layers.FFN(d, ffn_dim, dropout_rate, rngs)
     self.norm1 = layers.layer_norm(d, rngs)
     self.norm2 = layers.layer_norm(d, rngs)
     self.heads, self.dropout_rate, self.drop_path_rate = heads, dropout_rate, drop_path_rate
@@ -39,11 +43,11 @@ class EncoderLayer(nnx.Module):
 
 
 class Encoder(nnx.Module):
-  """A stack of `EncoderLayer`s sharing one positional embedding and key mask."""
+  """A stack of `EncoderLayer`s sharing one positional embedding and key mask (equal at init)."""
 
   def __init__(self, d, heads, ffn_dim, num_layers, dropout_rate, drop_path_rate, rngs):
-    self.layers = nnx.List([EncoderLayer(d, heads, ffn_dim, dropout_rate, drop_path_rate, rngs)
-                            for _ in range(num_layers)])
+    self.layers = layers.clones(
+        lambda: EncoderLayer(d, heads, ffn_dim, dropout_rate, drop_path_rate, rngs), num_layers)
 
   def __call__(self, x, pos, mask, keys):
     for layer in self.layers:

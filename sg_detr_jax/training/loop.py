@@ -20,7 +20,7 @@ from sg_detr_jax import jsonl, sharding
 from sg_detr_jax.data.pipeline import device_arrays, train_dataset
 from sg_detr_jax.inference.evaluate_split import evaluate_split, gt_file
 from sg_detr_jax.models import sg_detr
-from sg_detr_jax.training import provenance
+from sg_detr_jax.training import collab_size, provenance
 from sg_detr_jax.training import steps as steps_lib
 from sg_detr_jax.training.checkpoints import Checkpoints
 from sg_detr_jax.training.logger import MetricLogger
@@ -34,7 +34,7 @@ class NonFiniteLossError(FloatingPointError):
 def build(config, steps_per_epoch: int):
   """(graphdef, fresh train state, tx, schedule) for `config`."""
   model = sg_detr.create(config)
-  tx, schedule = make_optimizer(config.optim, steps_per_epoch)
+  tx, schedule = make_optimizer(config.optim, steps_per_epoch, model.params_without_gradient())
   graphdef, state = steps_lib.init_state(model, tx)
   return graphdef, state, tx, schedule
 
@@ -78,6 +78,10 @@ def train_and_evaluate(config, workdir: str, progress: bool = True) -> dict | No
   total_steps = steps_per_epoch * t.num_epochs
   if t.max_steps > 0:
     total_steps = min(total_steps, t.max_steps)
+  if config.model.collab:
+    size = collab_size.resolve(config)  # before the model is built: a static shape
+    print(f"collab query group: {size} slots (the most ATSS positives of a training example)",
+          file=sys.stderr)
   graphdef, state, tx, schedule = build(config, steps_per_epoch)
   # One device: plain jit without shardings (the same executable as make_*_step(..., mesh=None),
   # so a step built again in this process is not compiled again) and default placement.
@@ -134,7 +138,9 @@ def train_and_evaluate(config, workdir: str, progress: bool = True) -> dict | No
     score = None
     if gt_file(config, config.data.eval_split) and (
         epoch % t.eval_every_epochs == 0 or step == total_steps):
-      metrics = evaluate_split(predict_step, state["params"], config, config.data.eval_split)
+      # The head whose metrics pick the best checkpoint (official QVHighlights: the DETR head).
+      metrics = evaluate_split(predict_step, state["params"], config, config.data.eval_split,
+                               head=t.best_head)
       brief = metrics["brief"]
       logger.write(step, "eval", {k: float(v) for k, v in brief.items()})
       if t.best_metric not in brief:

@@ -63,11 +63,15 @@ def _make_train_step(graphdef, config, tx, schedule, mesh):
   def loss_fn(params, batch, key):
     model = nnx.merge(graphdef, precision.cast_floating(params, dtype))
     out = model(_model_inputs(batch, dtype), key=key, train=True)
-    return compute_losses(out, batch, config, mesh)
+    total, terms = compute_losses(out, batch, config, mesh)
+    # Not a loss: the collab group the official code would build for this batch (max_b |P_b|).
+    stats = {"collab_positives": out["co_positives"]} if "co_positives" in out else {}
+    return total, (terms, stats)
 
   def train_step(state, batch, base_key):
     key = jax.random.fold_in(base_key, state["step"])
-    (total, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch, key)
+    (total, (terms, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state["params"], batch, key)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     # A non-finite loss leaves params and optimizer state untouched, so the state stays the last
@@ -76,7 +80,7 @@ def _make_train_step(graphdef, config, tx, schedule, mesh):
     keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
     params = jax.tree_util.tree_map(keep, params, state["params"])
     opt_state = jax.tree_util.tree_map(keep, opt_state, state["opt_state"])
-    metrics = dict(terms, loss=total, grad_norm=optax.global_norm(grads),
+    metrics = dict(terms, **stats, loss=total, grad_norm=optax.global_norm(grads),
                    lr=schedule(state["step"]))
     return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, metrics
 

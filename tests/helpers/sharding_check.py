@@ -38,8 +38,7 @@ def random_batch(config, bsz):
     b["saliency"][i] = 0
     b["saliency"][i, 2 + i:6 + i] = 3
   b.update(pos_idx=np.tile([[3, 4]], (bsz, 1)).astype(np.int32),
-           neg_idx=np.tile([[0, 1]], (bsz, 1)).astype(np.int32),
-           real_neg=np.ones(bsz, bool))
+           neg_idx=np.tile([[0, 1]], (bsz, 1)).astype(np.int32))
   return b
 
 
