@@ -287,14 +287,23 @@ def test_safetensors_round_trip(tmp_path):
 
 
 def test_tiny_model_conversion_round_trip_keeps_forward():
-  """Our params -> official names -> our params: the forward is bit-identical."""
+  """Our params -> official names -> our params: the parameters and the forward are identical."""
+  from launch.summary import dummy_batch
   c = tiny.get_config()
   model = sg_detr.create(c)
-  params = nnx.state(model, nnx.Param)
+  graphdef, params = nnx.split(model, nnx.Param)
   back = convert.from_official(convert.to_official(params, c.model), c.model,
-                               nnx.state(sg_detr.create(c), nnx.Param))
+                               nnx.state(sg_detr.create(c, rng_seed=1), nnx.Param))
   for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(back)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  batch = dummy_batch(c, 2)
+  batch["video"] = np.random.default_rng(0).normal(size=batch["video"].shape).astype(np.float32)
+  batch["text"] = np.random.default_rng(1).normal(size=batch["text"].shape).astype(np.float32)
+  forward = jax.jit(lambda p, b: nnx.merge(graphdef, p)(b))
+  out1, out2 = forward(params, batch), forward(back, batch)
+  assert set(out1) == set(out2) and "pred_spans" in out1
+  for k in out1:
+    np.testing.assert_array_equal(np.asarray(out1[k]), np.asarray(out2[k]), err_msg=k)
 
 
 def test_compare_torch_benchmark_runs_both_sides(capsys):

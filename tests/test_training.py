@@ -44,37 +44,6 @@ def test_training_writes_checkpoint_logs_and_metrics(trained):
   assert os.listdir(os.path.join(workdir, "tensorboard"))
 
 
-def test_resume_restores_params_and_next_step_exactly(trained):
-  c, workdir, _ = trained
-  ckpts = Checkpoints(workdir)
-  ds, n = train_dataset(c.data, c.train.batch_size, c.seed)
-  graphdef, fresh, tx, schedule = build(c, n // c.train.batch_size)
-  state, data_state = ckpts.restore(24, fresh)
-  again, _ = ckpts.restore(24, fresh)
-  for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(again)):
-    np.testing.assert_array_equal(a, b)
-  assert int(state["step"]) == 24
-  it = iter(ds)
-  it.set_state(data_state)
-  batch = device_arrays(next(it))
-  step = steps_lib.make_train_step(graphdef, c, tx, schedule)
-  key = jax.random.key(c.seed, impl=c.train.prng_impl)
-  _, m1 = step(state, batch, key)
-  _, m2 = step(again, batch, key)
-  assert float(m1["loss"]) == float(m2["loss"])
-  # the restored iterator continues where training stopped (batch 25 of the stream)
-  fresh_it = iter(ds)
-  for _ in range(24):
-    next(fresh_it)
-  np.testing.assert_array_equal(next(fresh_it)["meta"]["qid"], batch_meta_qids(ds, data_state))
-
-
-def batch_meta_qids(ds, data_state):
-  it = iter(ds)
-  it.set_state(data_state)
-  return next(it)["meta"]["qid"]
-
-
 def test_evaluate_cli_writes_official_files(trained):
   from launch import evaluate
   c, workdir, _ = trained
