@@ -104,6 +104,27 @@ def _sharding_check_in_background(request, tmp_path_factory):
       proc.wait()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _golden_run_in_background(request, tmp_path_factory):
+  """tests/helpers/golden_run.py (the official weights through our model, ~2 min of compiles)
+  started with the session like the sharding check; tests/test_golden_official.py waits for it."""
+  if not any(item.nodeid.startswith("tests/test_golden_official.py")
+             for item in request.session.items):
+    yield
+    return
+  out_dir = str(tmp_path_factory.mktemp("golden"))
+  log = os.path.join(out_dir, "log.txt")
+  with open(log, "w") as f:
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "tests", "helpers", "golden_run.py"), out_dir],
+        stdout=f, stderr=subprocess.STDOUT, text=True)
+    BACKGROUND["golden"] = (proc, log, out_dir)
+    yield
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
+
+
 def overrides_for(config) -> list[str]:
   """--config.a.b=v overrides that turn configs/tiny.py into `config`."""
   from configs import tiny
