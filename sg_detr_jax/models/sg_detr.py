@@ -9,12 +9,16 @@ Outputs are a plain dict of arrays (B batch, L clips, Q = 25 queries, A anchors,
   saliency_local / saliency_global [B, L]      local and global saliency logits (HD output)
   pred_logits [N, B, Q], pred_spans [N, B, Q, 2] (c, w) in [0, 1], pred_iou [N, B, Q] (IoU head)
   enc_logits [B, Q], enc_iou [B, Q], enc_spans [B, Q, 2]         query-selector proposals
-  atss_logits [B, A], atss_deltas [B, A, 2], atss_ctr [B, A], anchors [A, 2] (clip units),
-  anchor_mask [B, A]                                             (with `model.atss` or `collab`)
+  atss_logits [B, A], atss_deltas [B, A, 2], atss_ctr [B, A]      (with `model.atss`)
+  anchors [A, 2] (clip units), anchor_mask [B, A] the ATSS candidates (`model.atss_anchor_grid`:
+    the batch's padded grid, official, or the sample's valid rows)  (with `model.atss` or `collab`)
 training only:
-  saliency_local_neg / saliency_global_neg [B, L]  negative-text pass (mask with `real_neg`)
+  saliency_local_neg / saliency_global_neg [B, L]  negative-text pass (the loss keeps the rows
+    whose rolled partner is a real negative, `losses.saliency.real_negatives`)
   atss_labels [B, A] bool, atss_gt [B, A, 2] matched GT (start, end) in clip units
-  co_logits [N, B, K], co_spans [N, B, K, 2], co_label [B, K], co_target [B, K, 2], co_valid [K]
+  co_logits [N, B, K], co_spans [N, B, K, 2], co_label [B, K], co_target [B, K, 2], co_valid [K],
+    co_positives [] = max_b |P_b| (K = `model.collab_size`)
+Under `nnx.capture(model, nnx.Intermediate)` the stages also sow their outputs (`layers.probe`).
   dn_logits / dn_spans / dn_label / dn_present / dn_target / dn_valid  (with `model.denoise`)
   sentence [B, d], moment [B, d], moment_memory [B, L, d]        alignment branches
 """
