@@ -16,6 +16,7 @@ import pytest
 from configs import qvhighlights
 from sg_detr_jax.inference import postprocess
 from sg_detr_jax.inference.predict import records_for_batch
+from sg_detr_jax.porting.official_names import head_outputs
 from tests.conftest import SHARED
 
 GOLDEN = os.path.join(SHARED, "reference", "official_golden")
@@ -29,16 +30,8 @@ def golden():
     pytest.skip(f"{GOLDEN} is missing")
   f = np.load(os.path.join(GOLDEN, "forward.npz"))
   inputs = np.load(os.path.join(GOLDEN, "inputs.npz"))
-  lv = range(LEVELS)
-  out = {  # our model's output layout (models/sg_detr.py), from the official raw outputs
-      "pred_spans": f["detr/spans_cxw"], "pred_logits": f["detr/logits"][..., 0],
-      "pred_iou": f["detr/iou_logits"][..., 0],
-      "atss_logits": np.concatenate([f[f"atss/cls_l{k}"][..., 0] for k in lv], 1),
-      "atss_ctr": np.concatenate([f[f"atss/ctr_l{k}"][..., 0] for k in lv], 1),
-      "atss_deltas": np.concatenate([f[f"atss/reg_l{k}"] for k in lv], 1),
-      "anchors": np.concatenate([f[f"atss/anchors_l{k}"] for k in lv], 0),
-      "saliency_global": f["hd/global_saliency"],
-  }
+  # our model's output layout (models/sg_detr.py), from the official raw outputs
+  out = head_outputs(f, LEVELS)
   valid = inputs["src_vid_mask"].sum(1).astype(int)
   # The batch's padded grid (model.atss_anchor_grid = "batch"): sample 0 has 76 valid rows, so
   # every anchor of the 76-row tensor, for every sample (anchors past a sample's length included).

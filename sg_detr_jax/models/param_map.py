@@ -214,12 +214,15 @@ def official_shape(shape: tuple[int, ...], transform: str) -> tuple[int, ...]:
   return tuple(shape)
 
 
+def dotted(path) -> str:
+  """"a.b.0.c" of a jax key path (dict keys, attribute names, sequence indices)."""
+  return ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
 def flat_params_of_state(params) -> dict[str, np.ndarray]:
   """{dotted path: array} of an nnx.State of Params (e.g. a train state's "params")."""
   pure = nnx.to_pure_dict(params)
-  leaves = jax.tree_util.tree_flatten_with_path(pure)[0]
-  return {".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path): v
-          for path, v in leaves}
+  return {dotted(path): v for path, v in jax.tree_util.tree_flatten_with_path(pure)[0]}
 
 
 def flat_params(module) -> dict[str, np.ndarray]:

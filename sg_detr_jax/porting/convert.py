@@ -34,7 +34,7 @@ def official_buffers(m) -> dict[str, np.ndarray]:
 def _leaf_paths(params) -> dict[str, tuple]:
   """{dotted path: key path tuple} of the pure-dict form of an nnx params State."""
   pure = nnx.to_pure_dict(params)
-  return {".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path): path
+  return {param_map.dotted(path): path
           for path, _ in jax.tree_util.tree_flatten_with_path(pure)[0]}
 
 

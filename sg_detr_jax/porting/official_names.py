@@ -56,11 +56,11 @@ def to_official_terms(terms: dict, loss_cfg, num_decoder_layers: int) -> dict[st
   return out
 
 
-def head_outputs(forward: dict, level_sizes) -> dict[str, np.ndarray]:
+def head_outputs(forward: dict, num_levels: int) -> dict[str, np.ndarray]:
   """Official forward arrays (`hd/`, `detr/`, `enc/`, `atss/` names of the golden files) in our
   output layout: [layers, B, Q] logits without the trailing 1, ATSS levels concatenated."""
   squeeze = lambda x: np.asarray(x)[..., 0]
-  levels = range(len(level_sizes))
+  levels = range(num_levels)
   return {
       "saliency_local": np.asarray(forward["hd/local_saliency"]),
       "saliency_global": np.asarray(forward["hd/global_saliency"]),

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from sg_detr_jax.models import param_map
+
 
 def epoch_schedule(optim_cfg, steps_per_epoch: int):
   """optax schedule: step -> lr, constant within an epoch."""
@@ -27,16 +29,13 @@ def epoch_schedule(optim_cfg, steps_per_epoch: int):
   return schedule
 
 
-def _dotted(path) -> str:
-  return ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
-
-
 def _under(prefixes):
   """params -> bool pytree: the leaf's dotted path is, or is inside, one of `prefixes`."""
   def mask(params):
-    return jax.tree_util.tree_map_with_path(
-        lambda path, _: any(_dotted(path) == p or _dotted(path).startswith(p + ".")
-                            for p in prefixes), params)
+    def inside(path, _):
+      name = param_map.dotted(path)
+      return any(name == p or name.startswith(p + ".") for p in prefixes)
+    return jax.tree_util.tree_map_with_path(inside, params)
   return mask
 
 
