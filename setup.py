@@ -20,6 +20,7 @@ setup(
         "tensorflow-datasets>=4.9.10,<5",
         "array-record>=0.8",
         "ml-collections>=1.1.0,<2",
+        "absl-py>=2.1,<3",  # entry points: absl flags + ml_collections' config_flags
         "grain>=0.2.18,<0.3",
         "importlib_resources",
         "tqdm",

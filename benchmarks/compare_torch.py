@@ -1,7 +1,7 @@
 """Side-by-side speed of this JAX model and a PyTorch model: same batch shapes, same CPU threads.
 
-  python benchmarks/compare_torch.py --torch-adapter my_adapter:make \
-      [--config configs/qvhighlights.py] [--batch 32] [--steps 5] [--threads 2] [--config.x=...]
+  python benchmarks/compare_torch.py --torch_adapter=my_adapter:make \
+      [--config=configs/qvhighlights.py] [--batch=32] [--steps=5] [--threads=2] [--config.x=...]
 
 The PyTorch side is reached through an adapter: a function `make(batch)` that receives our random
 batch (a dict of numpy arrays: video [B, Lv, Dv+2], video_mask, text [B, Lt, Dt], text_mask, spans,
@@ -14,20 +14,25 @@ padding masks) and wraps the LightningModule's `training_step` + its optimizer.
 `benchmarks/torch_mlp_adapter.py` is a small self-contained adapter, used by the tests.
 
 Prints one JSON object: medians of `--steps` calls after a warm-up call, per side, and the ratios
-(torch time / JAX time; above 1 means JAX is faster).
+(torch time / JAX time; above 1 means JAX is faster). From Python:
+`run(config, adapter, batch, steps, threads)`.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import os
 import sys
 import time
 
+from absl import flags
+from ml_collections import config_flags
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from launch import cli  # noqa: E402
 
 
 def median_time(fn, steps: int) -> float:
@@ -41,34 +46,33 @@ def median_time(fn, steps: int) -> float:
   return float(np.median(times))
 
 
-def main(argv=None) -> dict:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  p.add_argument("--torch-adapter", required=True, help="module:function, see above")
-  p.add_argument("--config", default="configs/qvhighlights.py")
-  p.add_argument("--batch", type=int, default=32)
-  p.add_argument("--steps", type=int, default=5)
-  p.add_argument("--threads", type=int, default=None,
-                 help="CPU cores for both sides (default: all)")
-  args, overrides = p.parse_known_args(argv)
-  if args.threads:
+def run(config, adapter: str, batch: int = 32, steps: int = 5, threads: int | None = None) -> dict:
+  """Prints and returns the JSON object described above.
+
+  Args:
+    config: the model's config.
+    adapter: "module:function" of the PyTorch adapter (see above).
+    batch: batch size of both sides.
+    steps: timed calls after a warm-up (median).
+    threads: CPU cores for both sides (None: all). Takes effect only if JAX has not started yet.
+  """
+  if threads:
     # Pin the process to the first N cores before either library starts its thread pools: XLA's
     # CPU client sizes its pool from the affinity mask, and torch is told the same count.
-    os.sched_setaffinity(0, range(args.threads))
+    os.sched_setaffinity(0, range(threads))
   import torch  # pylint: disable=g-import-not-at-top
-  if args.threads:
-    torch.set_num_threads(args.threads)
+  if threads:
+    torch.set_num_threads(threads)
 
   import model_speed  # pylint: disable=g-import-not-at-top
-  from launch import config_flags  # pylint: disable=g-import-not-at-top
 
-  config = config_flags.load(args.config, overrides)
-  jax_times = model_speed.time_jax(config, args.batch, args.steps)
-  module_name, _, fn_name = args.torch_adapter.partition(":")
+  jax_times = model_speed.time_jax(config, batch, steps)
+  module_name, _, fn_name = adapter.partition(":")
   make = getattr(importlib.import_module(module_name), fn_name or "make")
-  infer, train_step = make(model_speed.random_batch(config, args.batch))
-  torch_times = {"infer_s": median_time(infer, args.steps),
-                 "train_s": median_time(train_step, args.steps)}
-  result = {"batch": args.batch, "threads": args.threads or os.cpu_count(),
+  infer, train_step = make(model_speed.sized_batch(config, batch))
+  torch_times = {"infer_s": median_time(infer, steps),
+                 "train_s": median_time(train_step, steps)}
+  result = {"batch": batch, "threads": threads or os.cpu_count(),
             "jax": jax_times, "torch": torch_times,
             "train_speedup": torch_times["train_s"] / jax_times["train_s"],
             "infer_speedup": torch_times["infer_s"] / jax_times["infer_s"]}
@@ -76,5 +80,24 @@ def main(argv=None) -> dict:
   return result
 
 
+def define_flags() -> None:
+  """The command line (defined only when this module is the program; see launch/cli.py)."""
+  flags.DEFINE_string("torch_adapter", None, "module:function, see above")
+  config_flags.DEFINE_config_file(
+      "config", "configs/qvhighlights.py",
+      "configs/<name>.py[:arg]; fields are overridden with --config.a.b=v")
+  flags.DEFINE_integer("batch", 32, "batch size of both sides")
+  flags.DEFINE_integer("steps", 5, "timed calls after a warm-up (median)")
+  flags.DEFINE_integer("threads", None, "CPU cores for both sides (default: all)")
+  flags.mark_flags_as_required(["torch_adapter"])
+
+
+def main(argv) -> None:
+  cli.no_positional_args(argv)
+  f = flags.FLAGS
+  run(f.config, f.torch_adapter, f.batch, f.steps, f.threads)
+
+
 if __name__ == "__main__":
-  main()
+  define_flags()
+  cli.run(main)

@@ -1,17 +1,17 @@
 """Seconds per training step and per inference forward of the full model (QVHighlights shapes).
 
-  python benchmarks/model_speed.py [--batch 32 128] [--steps 5] [--config configs/qvhighlights.py]
+  python benchmarks/model_speed.py [--batch=32,128] [--steps=5] [--config=configs/qvhighlights.py] \
+      [--config.x=...]
 
 Random features with the real shapes (76 clips x 514, 40 tokens x 512, 10 windows); the train
 step is the jitted one of launch.train (forward, Hungarian matching on the host, backward, AdamW).
 Prints compile time and the median of `--steps` timed calls. Compare: the official PyTorch
 SG-DETR measured on the same 2-core CPU takes 2.2 s per training step at batch 32 and 0.32 s per
-inference forward.
+inference forward. From Python: `time_jax(config, batch_size, steps)`.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -20,9 +20,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from absl import flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
-from launch import config_flags  # noqa: E402
-from launch.summary import dummy_batch  # noqa: E402
+from launch import cli  # noqa: E402
+from sg_detr_jax.data.random_batch import random_batch  # noqa: E402
 from sg_detr_jax.training import collab_size  # noqa: E402
 from sg_detr_jax.training import steps as steps_lib  # noqa: E402
 from sg_detr_jax.training.loop import build  # noqa: E402
@@ -40,19 +42,11 @@ def timed(fn, n):
   return compile_s, float(np.median(times))
 
 
-def random_batch(config, bsz: int) -> dict:
-  """A training batch with the config's static shapes and random features (numpy).
-
-  A config whose collab group is sized from the training data (`model.collab_size` 0) gets the
-  size this batch needs (max_b |P_b|, the official group size), set in place.
-  """
-  batch = dummy_batch(config, bsz)
-  rng = np.random.default_rng(0)
-  batch["video"] = rng.normal(size=batch["video"].shape).astype(np.float32)
-  batch["text"] = rng.normal(size=batch["text"].shape).astype(np.float32)
-  mid = batch["video"].shape[1] // 2
-  batch.update(pos_idx=np.tile([[mid, mid + 1]], (bsz, 1)).astype(np.int32),
-               neg_idx=np.tile([[2, batch["video"].shape[1] - 3]], (bsz, 1)).astype(np.int32))
+def sized_batch(config, bsz: int) -> dict:
+  """`random_batch(config, bsz)` (every row valid, features from seed 0). A config whose collab
+  group is sized from the training data (`model.collab_size` 0) gets the size this batch needs
+  (max_b |P_b|, the official group size), set in place."""
+  batch = random_batch(config, bsz)
   if config.model.collab and config.model.collab_size <= 0:
     config.model.collab_size = collab_size.batch_positives(config, batch)
   return batch
@@ -60,11 +54,11 @@ def random_batch(config, bsz: int) -> dict:
 
 def time_jax(config, bsz: int, steps: int) -> dict:
   """{"infer_s", "infer_compile_s", "train_s", "train_compile_s"}: medians of `steps` calls."""
-  batch = random_batch(config, bsz)
+  batch = sized_batch(config, bsz)
   graphdef, state, tx, schedule = build(config, 100)
-  predict = steps_lib.make_predict_step(graphdef, config)
+  predict = steps_lib.make_predict_step(config)
   ci, ti = timed(lambda: predict(state["params"], batch), steps)
-  train = steps_lib.make_train_step(graphdef, config, tx, schedule)
+  train = steps_lib.make_train_step(config, 100)
   key = jax.random.key(0, impl=config.train.prng_impl)
   holder = {"state": state}
 
@@ -76,20 +70,26 @@ def time_jax(config, bsz: int, steps: int) -> dict:
   return {"infer_s": ti, "infer_compile_s": ci, "train_s": tt, "train_compile_s": ct}
 
 
-def main(argv=None):
-  p = argparse.ArgumentParser()
-  p.add_argument("--config", default="configs/qvhighlights.py")
-  p.add_argument("--batch", type=int, nargs="+", default=[32])
-  p.add_argument("--steps", type=int, default=5)
-  args, overrides = p.parse_known_args(argv)
-  config = config_flags.load(args.config, overrides)
+def define_flags() -> None:
+  """The command line (defined only when this module is the program; see launch/cli.py)."""
+  config_flags.DEFINE_config_file(
+      "config", "configs/qvhighlights.py",
+      "configs/<name>.py[:arg]; fields are overridden with --config.a.b=v")
+  flags.DEFINE_list("batch", ["32"], "comma-separated batch sizes")
+  flags.DEFINE_integer("steps", 5, "timed calls after the compile (median)")
+
+
+def main(argv) -> None:
+  cli.no_positional_args(argv)
+  config = flags.FLAGS.config
   print(f"devices: {jax.devices()}")
-  for bsz in args.batch:
-    r = time_jax(config, bsz, args.steps)
+  for bsz in [int(b) for b in flags.FLAGS.batch]:
+    r = time_jax(config, bsz, flags.FLAGS.steps)
     print(f"batch {bsz}: inference forward {r['infer_s']:.3f} s (compile {r['infer_compile_s']:.1f} s)")
     print(f"batch {bsz}: train step {r['train_s']:.3f} s (compile {r['train_compile_s']:.1f} s)",
           flush=True)
 
 
 if __name__ == "__main__":
-  main()
+  define_flags()
+  cli.run(main)

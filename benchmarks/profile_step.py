@@ -1,7 +1,7 @@
 """Where the time of one jitted train step (or inference forward) goes, by line of our source.
 
-  python benchmarks/profile_step.py [--config configs/qvhighlights.py] [--batch 32] [--steps 3] \
-      [--predict] [--top 30] [--config.x=...]
+  python benchmarks/profile_step.py [--config=configs/qvhighlights.py] [--batch=32] [--steps=3] \
+      [--predict] [--top=30] [--config.x=...]
 
 Traces `--steps` calls of the compiled step with jax.profiler, sums the device time of every XLA
 operation (thunk events carry the name of the entry-computation instruction they run) and
@@ -12,11 +12,11 @@ operation kind (dot, convolution, fusion, scatter, ...), and by source file.
 
 It works on any backend whose runtime emits per-op trace events with an `hlo_op` stat (CPU and
 GPU do). Use it before optimising: the step is one XLA program and Python timers cannot see into it.
+From Python: `run(config, batch, steps, predict, top)`.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import glob
 import json
@@ -30,10 +30,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
+from absl import flags  # noqa: E402
 from jax.profiler import ProfileData  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
 import model_speed  # noqa: E402
-from launch import config_flags  # noqa: E402
+from launch import cli  # noqa: E402
 from sg_detr_jax.training import steps as steps_lib  # noqa: E402
 from sg_detr_jax.training.loop import build  # noqa: E402
 
@@ -123,44 +125,38 @@ def op_times(trace_dir: str) -> dict:
   return total
 
 
-def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--config", default="configs/qvhighlights.py")
-  p.add_argument("--batch", type=int, default=32)
-  p.add_argument("--steps", type=int, default=3)
-  p.add_argument("--predict", action="store_true", help="profile the inference forward instead")
-  p.add_argument("--top", type=int, default=30)
-  args, rest = p.parse_known_args(argv)
-  config = config_flags.load(args.config, rest)
+def run(config, batch_size: int = 32, steps: int = 3, predict: bool = False, top: int = 30,
+        label: str = "") -> dict:
+  """Prints and returns the JSON object described above (`label`: its "config" entry)."""
   # Source locations keep 10 frames by default; Flax's call wrappers use most of them, so our
   # package's frame would be cut off.
   jax.config.update("jax_traceback_in_locations_limit", 64)
-  config.train.batch_size = args.batch
+  config.train.batch_size = batch_size
 
-  batch = model_speed.random_batch(config, args.batch)
+  batch = model_speed.sized_batch(config, batch_size)
   graphdef, state, tx, schedule = build(config, 100)
-  if args.predict:
-    fn = steps_lib.make_predict_step(graphdef, config)
+  if predict:
+    fn = steps_lib.make_predict_step(config)
     batch = {k: batch[k] for k in ("video", "video_mask", "text", "text_mask")}
     call_args = (state["params"], batch)
-    run = lambda: fn(*call_args)  # noqa: E731
+    step = lambda: fn(*call_args)  # noqa: E731
   else:
-    fn = steps_lib.make_train_step(graphdef, config, tx, schedule)
+    fn = steps_lib.make_train_step(config, 100)
     key = jax.random.key(0, impl=config.train.prng_impl)
     holder = [state]
     call_args = (state, batch, key)
 
-    def run():
+    def step():
       holder[0], metrics = fn(holder[0], batch, key)
       return metrics
   hlo = fn.lower(*call_args).compile().as_text()
-  jax.block_until_ready(run())  # compile (the lowering above is not the cached executable)
+  jax.block_until_ready(step())  # compile (the lowering above is not the cached executable)
   with tempfile.TemporaryDirectory() as trace_dir:
     jax.profiler.start_trace(trace_dir)
     t = time.perf_counter()
-    for _ in range(args.steps):
-      jax.block_until_ready(run())
-    wall = (time.perf_counter() - t) / args.steps
+    for _ in range(steps):
+      jax.block_until_ready(step())
+    wall = (time.perf_counter() - t) / steps
     jax.profiler.stop_trace()
     times = op_times(trace_dir)
 
@@ -169,7 +165,7 @@ def main(argv=None) -> int:
   elementwise = collections.Counter()  # by line, only fusions without a dot (memory-bound work)
   for op, seconds in times.items():
     opcode, where, backward = sources.get(op, ("?", "?", False))
-    seconds /= args.steps
+    seconds /= steps
     by_line[f"{'bwd' if backward else 'fwd'} {where}"] += seconds
     if opcode == "fusion without dot":
       elementwise[f"{'bwd' if backward else 'fwd'} {where}"] += seconds
@@ -177,15 +173,34 @@ def main(argv=None) -> int:
     by_file[where.split(":")[0]] += seconds  # the innermost file of our package
   op_total = sum(by_line.values())
   share = lambda c, n=None: {k: round(v / op_total, 4) for k, v in c.most_common(n)}  # noqa: E731
-  print(json.dumps({
-      "config": args.config, "batch": args.batch, "mode": "predict" if args.predict else "train",
+  result = {
+      "config": label, "batch": batch_size, "mode": "predict" if predict else "train",
       "step_s": round(wall, 4), "op_seconds": round(op_total, 4),
       "note": "op_seconds sums per-op time over threads; shares are of op_seconds",
-      "by_line": share(by_line, args.top), "by_kind": share(by_kind, 15),
-      "by_line_fusions_without_dot": share(elementwise, args.top),
-      "by_file": share(by_file, 20)}, indent=1))
-  return 0
+      "by_line": share(by_line, top), "by_kind": share(by_kind, 15),
+      "by_line_fusions_without_dot": share(elementwise, top),
+      "by_file": share(by_file, 20)}
+  print(json.dumps(result, indent=1))
+  return result
+
+
+def define_flags() -> None:
+  """The command line (defined only when this module is the program; see launch/cli.py)."""
+  config_flags.DEFINE_config_file(
+      "config", "configs/qvhighlights.py",
+      "configs/<name>.py[:arg]; fields are overridden with --config.a.b=v")
+  flags.DEFINE_integer("batch", 32, "batch size")
+  flags.DEFINE_integer("steps", 3, "traced calls after the compile")
+  flags.DEFINE_bool("predict", False, "profile the inference forward instead")
+  flags.DEFINE_integer("top", 30, "source lines listed")
+
+
+def main(argv) -> None:
+  cli.no_positional_args(argv)
+  f = flags.FLAGS
+  run(f.config, f.batch, f.steps, f.predict, f.top, label=cli.config_args()[0])
 
 
 if __name__ == "__main__":
-  raise SystemExit(main())
+  define_flags()
+  cli.run(main)

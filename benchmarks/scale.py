@@ -1,20 +1,20 @@
 """Training / inference throughput of the full model on the current devices, as one JSON object.
 
-  python benchmarks/scale.py [--config configs/qvhighlights.py] [--train-batch 32 128] \
-      [--infer-batch 1 256] [--steps 20] [--data-dir synthetic_data/tfds] [--config.x=...]
+  python benchmarks/scale.py [--config=configs/qvhighlights.py] [--train_batch=32,128] \
+      [--infer_batch=1,256] [--steps=20] [--data_dir=synthetic_data/tfds] [--config.x=...]
 
 For every train batch size: median seconds per jitted train step over `--steps` calls after the
 compile (data-parallel over all local devices, as launch.train runs it), the compile time, and the
 share of the step spent in the host Hungarian matcher (scipy time inside the callback / step time).
 For every inference batch size: queries per second of the jitted eval forward. Input feeding: the
 seconds to draw one training batch from a built TFDS dataset through the grain pipeline and place
-it on the devices (--data-dir, skipped when absent), and its share of a step. Peak memory: device
+it on the devices (--data_dir, skipped when absent), and its share of a step. Peak memory: device
 `peak_bytes_in_use` where the backend reports it, else the process's max RSS.
+From Python: `run(config, train_batch, infer_batch, steps, data_dir)`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -26,9 +26,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from absl import flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
 import model_speed  # noqa: E402
-from launch import config_flags  # noqa: E402
+from launch import cli  # noqa: E402
 from sg_detr_jax import sharding  # noqa: E402
 from sg_detr_jax.losses import matching  # noqa: E402
 from sg_detr_jax.training import steps as steps_lib  # noqa: E402
@@ -47,10 +49,10 @@ def _timed_solve(*args):
 
 def train_numbers(config, bsz, steps, mesh):
   config.train.batch_size = bsz
-  batch = sharding.shard_batch(model_speed.random_batch(config, bsz), mesh, config.mesh.data_axis)
+  batch = sharding.shard_batch(model_speed.sized_batch(config, bsz), mesh, config.mesh.data_axis)
   graphdef, state, tx, schedule = build(config, 100)
   state = sharding.replicate(state, mesh)
-  train = steps_lib.make_train_step(graphdef, config, tx, schedule, mesh)
+  train = steps_lib.make_train_step(config, 100, mesh)
   key = jax.random.key(0, impl=config.train.prng_impl)
   t = time.perf_counter()
   state, m = train(state, batch, key)
@@ -69,10 +71,10 @@ def train_numbers(config, bsz, steps, mesh):
 
 
 def infer_numbers(config, bsz, steps, mesh):
-  batch = model_speed.random_batch(config, bsz)
+  batch = model_speed.sized_batch(config, bsz)
   batch = {k: batch[k] for k in ("video", "video_mask", "text", "text_mask")}
   graphdef, state, _, _ = build(config, 100)
-  predict = steps_lib.make_predict_step(graphdef, config, mesh)
+  predict = steps_lib.make_predict_step(config, mesh)
   params = sharding.replicate(state["params"], mesh)
   compile_s, t = model_speed.timed(lambda: predict(params, batch), steps)
   return {"queries_per_s": bsz / t, "forward_s": t, "compile_s": compile_s}
@@ -98,28 +100,21 @@ def peak_memory() -> dict:
   return {"host_max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
-def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  p.add_argument("--config", default="configs/qvhighlights.py")
-  p.add_argument("--train-batch", type=int, nargs="*", default=[32, 128])
-  p.add_argument("--infer-batch", type=int, nargs="*", default=[1, 256])
-  p.add_argument("--steps", type=int, default=20)
-  p.add_argument("--data-dir", default="synthetic_data/tfds")
-  args, overrides = p.parse_known_args(argv)
-  config = config_flags.load(args.config, overrides)
+def run(config, train_batch=(32, 128), infer_batch=(1, 256), steps: int = 20,
+        data_dir: str = "synthetic_data/tfds", label: dict | None = None) -> dict:
+  """Prints and returns the JSON object described above; `label` is copied into it."""
   matching._solve = _timed_solve  # pylint: disable=protected-access  (traced after this line)
   mesh = sharding.make_mesh(config.mesh, jax.local_devices())
   result = {"devices": [str(d) for d in jax.local_devices()], "backend": jax.default_backend(),
-            "config": args.config, "overrides": overrides, "steps_timed": args.steps,
-            "train": {}, "infer": {}}
-  for bsz in args.train_batch:
-    result["train"][bsz] = train_numbers(config, bsz, args.steps, mesh)
-  for bsz in args.infer_batch:
-    result["infer"][bsz] = infer_numbers(config, bsz, args.steps, mesh)
-  if os.path.isdir(args.data_dir) and args.train_batch:
-    bsz = args.train_batch[0]
+            **(label or {}), "steps_timed": steps, "train": {}, "infer": {}}
+  for bsz in train_batch:
+    result["train"][bsz] = train_numbers(config, bsz, steps, mesh)
+  for bsz in infer_batch:
+    result["infer"][bsz] = infer_numbers(config, bsz, steps, mesh)
+  if os.path.isdir(data_dir) and train_batch:
+    bsz = train_batch[0]
     try:
-      feed = feeding_numbers(config, args.data_dir, bsz, mesh)
+      feed = feeding_numbers(config, data_dir, bsz, mesh)
       result["input_feeding"] = {"batch": bsz, "seconds_per_batch": feed,
                                  "share_of_step": feed / result["train"][bsz]["step_s"]}
     except ValueError as e:  # a dataset of other feature widths than the config
@@ -129,5 +124,26 @@ def main(argv=None):
   return result
 
 
+def define_flags() -> None:
+  """The command line (defined only when this module is the program; see launch/cli.py)."""
+  config_flags.DEFINE_config_file(
+      "config", "configs/qvhighlights.py",
+      "configs/<name>.py[:arg]; fields are overridden with --config.a.b=v")
+  flags.DEFINE_list("train_batch", ["32", "128"], "comma-separated train batch sizes ('' none)")
+  flags.DEFINE_list("infer_batch", ["1", "256"], "comma-separated inference batch sizes")
+  flags.DEFINE_integer("steps", 20, "timed calls after the compile (median)")
+  flags.DEFINE_string("data_dir", "synthetic_data/tfds",
+                      "a built TFDS dataset for the input-feeding number (skipped when absent)")
+
+
+def main(argv) -> None:
+  cli.no_positional_args(argv)
+  f = flags.FLAGS
+  config_path, overrides = cli.config_args()
+  run(f.config, [int(b) for b in f.train_batch], [int(b) for b in f.infer_batch], f.steps,
+      f.data_dir, label={"config": config_path, "overrides": overrides})
+
+
 if __name__ == "__main__":
-  main()
+  define_flags()
+  cli.run(main)

@@ -1,19 +1,19 @@
 """The main job over several seeds: does every seed learn, and how far apart are they?
 
-  python benchmarks/seeds.py [--seeds 0 1 2 3 4] [--config configs/synthetic.py] \
-      [--workdir workdirs/seeds] [--config.x=...]
+  python benchmarks/seeds.py [--seeds=0,1,2,3,4] [--config=configs/synthetic.py] \
+      [--workdir=workdirs/seeds] [--config.x=...]
 
 Each seed runs `python -m launch.train --config C --config.seed=S` as its own process (the
 README's main command with another seed: compile, training and the per-epoch evaluations counted
 in its wall time), in `<workdir>/seed_<S>`; a finished run is not trained again, its metrics are
-read back from its metrics.jsonl. Prints one JSON object: per seed the best-checkpoint metrics
+read back from its metrics.jsonl (and its wall time from wall_s.txt). Prints one JSON object: per seed the best-checkpoint metrics
 (picked by `train.best_metric`, as training does), the MR mAP after every epoch and the wall time,
 then mean and sample std over the seeds, next to the untrained cosine baseline of the same split.
+From Python: `run(config_path, overrides, seeds, workdir)`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -21,11 +21,13 @@ import sys
 import time
 
 import numpy as np
+from absl import flags
+from ml_collections import config_flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from launch import config_flags  # noqa: E402
+from launch import cli  # noqa: E402
 from sg_detr_jax import jsonl  # noqa: E402
 
 KEYS = ("MR-full-mAP", "MR-full-R1@0.5", "HL-min-VeryGood-mAP")
@@ -37,10 +39,15 @@ def run_seed(config_path: str, overrides: list[str], seed: int, workdir: str) ->
   if not os.path.isfile(os.path.join(workdir, "metrics.jsonl")):
     t = time.time()
     subprocess.run([sys.executable, "-m", "launch.train", "--config", config_path, "--workdir",
-                    workdir, "--no-progress", f"--config.seed={seed}", *overrides],
+                    workdir, "--noprogress", f"--config.seed={seed}", *overrides],
                    cwd=REPO, check=True)
     wall = time.time() - t
-  config = config_flags.load(config_path, overrides)
+    with open(os.path.join(workdir, "wall_s.txt"), "w") as f:
+      f.write(f"{wall:.1f}\n")
+  elif os.path.isfile(os.path.join(workdir, "wall_s.txt")):
+    with open(os.path.join(workdir, "wall_s.txt")) as f:
+      wall = float(f.read())
+  config = cli.load_config(config_path, overrides)
   evals = [r for r in jsonl.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
            if config.train.best_metric in r]
   best = max(evals, key=lambda r: r[config.train.best_metric])
@@ -49,23 +56,33 @@ def run_seed(config_path: str, overrides: list[str], seed: int, workdir: str) ->
           "mr_map_per_epoch": [round(float(r[KEYS[0]]), 2) for r in evals]}
 
 
-def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-  p.add_argument("--config", default="configs/synthetic.py")
-  p.add_argument("--workdir", default="workdirs/seeds")
-  args, overrides = p.parse_known_args(argv)
-  runs = [run_seed(args.config, overrides, s, os.path.join(args.workdir, f"seed_{s}"))
-          for s in args.seeds]
-  out = {"config": args.config, "overrides": overrides, "runs": runs, "mean": {}, "std": {}}
+def run(config_path: str, overrides: list[str], seeds: list[int], workdir: str) -> dict:
+  """Every seed's run (see `run_seed`), then mean and std; prints and returns one JSON object."""
+  runs = [run_seed(config_path, overrides, s, os.path.join(workdir, f"seed_{s}")) for s in seeds]
+  out = {"config": config_path, "overrides": overrides, "runs": runs, "mean": {}, "std": {}}
   for k in KEYS:
     values = np.array([r["best"][k] for r in runs])
     out["mean"][k] = round(float(values.mean()), 2)
     out["std"][k] = round(float(values.std(ddof=1)), 2) if len(values) > 1 else 0.0
   print(json.dumps(out, indent=1))
-  return 0
+  return out
+
+
+def define_flags() -> None:
+  """The command line (defined only when this module is the program; see launch/cli.py)."""
+  config_flags.DEFINE_config_file(
+      "config", "configs/synthetic.py",
+      "configs/<name>.py[:arg]; fields are overridden with --config.a.b=v (passed on to each run)")
+  flags.DEFINE_list("seeds", ["0", "1", "2", "3", "4"], "comma-separated seeds")
+  flags.DEFINE_string("workdir", "workdirs/seeds", "one workdir per seed is made under it")
+
+
+def main(argv) -> None:
+  cli.no_positional_args(argv)
+  config_path, overrides = cli.config_args()
+  run(config_path, overrides, [int(s) for s in flags.FLAGS.seeds], flags.FLAGS.workdir)
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  define_flags()
+  cli.run(main)

@@ -1,6 +1,12 @@
 """Base configuration: every field of every run, one comment each. Dataset configs override it.
 
 Nothing here is derived from other fields (step counts come from the dataset size at run time).
+Not a run of its own (it names no built dataset); the model it describes, parameters per module
+and output shapes:
+
+  python -m launch.summary --config configs/base.py
+
+Result: none (not a training configuration; see the dataset configs beside it).
 """
 
 import ml_collections

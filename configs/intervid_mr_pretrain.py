@@ -5,6 +5,9 @@ QVHighlights val after every epoch.
   python -m launch.train --config configs/intervid_mr_pretrain.py --workdir workdirs/intervid_pretrain
   python -m launch.train --config configs/qvhighlights_finetune.py --workdir workdirs/qvh_ft \
       --config.train.init_checkpoint=workdirs/intervid_pretrain
+
+Result: not measured here (needs the real features). The CPU-sized rehearsal on synthetic data is
+configs/synthetic_intervid_pretrain.py.
 """
 
 from configs import base

@@ -1,9 +1,14 @@
 """QVHighlights with the official InternVideo2 features (the released SG-DETR configuration).
 
-Build the dataset first (README, "Real datasets"):
+Build the dataset first (README, "Real data"), then train and evaluate:
+
   python -m data_prep.build_tfds --dataset qvhighlights --annotations data/qvhighlights/annotations \
       --video-features data/qvhighlights/vid_features --text-features data/qvhighlights/txt_features \
       --data-dir data/qvhighlights/tfds
+  python -m launch.train --config configs/qvhighlights.py --workdir workdirs/qvh
+  python -m launch.evaluate --config configs/qvhighlights.py --workdir workdirs/qvh --split test
+
+Result: not measured here (needs the real features).
 """
 
 from configs import base

@@ -1,7 +1,9 @@
 """QVHighlights fine-tuning from an InterVid-MR pre-training run (architecture.md §7).
 
-  python -m launch.train --config configs/qvhighlights_finetune.py --workdir W \
+    python -m launch.train --config configs/qvhighlights_finetune.py --workdir W \
       --config.train.init_checkpoint=workdirs/intervid_pretrain   # [:latest|best|STEP], default latest
+
+Result: not measured here (needs the real features).
 """
 
 from configs import qvhighlights

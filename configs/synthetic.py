@@ -3,6 +3,18 @@
 The architecture is the full SG-DETR (every module and loss); only the width shrinks (d 128,
 FFN 512) and the schedule is compressed so that training + evaluation take a few minutes on two
 CPU cores. The dataset is generated and built by `launch.train` on first use.
+
+  python -m launch.train --config configs/synthetic.py --workdir workdirs/synthetic
+
+Result (seed 0, 2 CPU cores, README): 9 min 33 s end to end from a fresh checkout (data generation
+and TFDS build, compiles, 8 evaluations). Best checkpoint (epoch 8, picked by the DETR head's MR
+mAP) on synthetic val, 250 queries:
+  DETR head: MR-full-mAP 21.02, MR-full-R1@0.5 51.60, MR-full-mAP@0.5 44.44,
+      HL-min-VeryGood-mAP 43.55, HL-min-Good-mAP 60.76, HL-min-VeryGood-Hit1 55.20
+  DETR + ATSS fused: MR-full-mAP 17.45, MR-full-R1@0.5 38.40, MR-full-mAP@0.5 37.50
+  untrained cosine baseline: MR-full-mAP 5.01, MR-full-R1@0.5 2.40, HL-min-VeryGood-mAP 35.27
+Seed 1 (`--config.seed=1`), DETR head: MR-full-mAP 20.49, MR-full-R1@0.5 48.0,
+HL-min-VeryGood-mAP 44.01. `python benchmarks/seeds.py --seeds=0,1,2,3,4` runs several seeds.
 """
 
 from configs import base

@@ -4,9 +4,15 @@ whole pretrain -> zero-shot -> fine-tune comparison).
 
   python -m data_prep.synthetic --out synthetic_data/intervid_raw --intervid 3000
   python -m data_prep.intervid_mr --captions synthetic_data/intervid_raw/captions.jsonl \
-      --video-features synthetic_data/intervid_raw/video_features \
-      --caption-features synthetic_data/intervid_raw/caption_features --out synthetic_data/intervid
+      --video_features synthetic_data/intervid_raw/video_features \
+      --caption_features synthetic_data/intervid_raw/caption_features --out synthetic_data/intervid
   python -m launch.train --config configs/synthetic_intervid_pretrain.py --workdir W
+
+Result (`python benchmarks/intervid_transfer.py --captions 2000 --pretrain-epochs 6
+--finetune-epochs 3`, 2 CPU cores, 22 min for the whole comparison; measured before the
+official-fidelity changes of the initialisation, losses and optimizer), zero-shot on synthetic val
+after 6 epochs: MR-full-mAP 7.20, R1@0.5 17.60, mAP@0.5 16.02, HL-min-VeryGood-mAP 45.26;
+fine-tuned from it for 3 epochs (configs/synthetic.py): MR-full-mAP 18.43, R1@0.5 28.40.
 """
 
 from configs import synthetic

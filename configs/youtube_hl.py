@@ -1,4 +1,12 @@
-"""YouTube Highlights (highlight detection only, one domain per run: --config.data.train_split)."""
+"""YouTube Highlights (highlight detection only, one domain per run: --config.data.train_split).
+
+  python -m data_prep.build_tfds --dataset youtube_hl --annotations data/youtube_hl/annotations \
+      --video-features data/youtube_hl/vid_features --text-features data/youtube_hl/txt_features \
+      --data-dir data/youtube_hl/tfds
+  python -m launch.train --config configs/youtube_hl.py --workdir workdirs/youtube_hl
+
+Result: not measured here (needs the real features).
+"""
 
 from configs import base
 

@@ -1,6 +1,7 @@
-"""TFDS builder of InterVid-MR: labels captions (data_prep.intervid_mr) while writing the dataset.
+"""TFDS builder of InterVid-MR: labels captions while writing the dataset.
 
-Two runners over the same per-caption function `intervid_mr.process_caption`:
+The builder is given the per-caption function, `label(index, record)` (data_prep.intervid_mr binds
+its `process_caption` to the labelling job and drives this builder), and runs it in one of two ways:
 * local: a process pool (`workers`), results consumed in caption order;
 * beam: `_generate_examples` returns an Apache Beam PTransform, so `download_and_prepare` runs the
   labelling inside the Beam pipeline (DirectRunner here; Dataflow / Flink / Spark through
@@ -18,13 +19,13 @@ import dataclasses
 import json
 import multiprocessing
 import os
+from typing import Callable
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from data_prep.annotations import parse_record
 from data_prep.features import l2_normalize
-from data_prep.intervid_mr import LabelJob, process_caption
 from data_prep.tfds_builder import example_features, make_example
 from sg_detr_jax import jsonl
 from sg_detr_jax.data.datasets import get_spec
@@ -32,6 +33,9 @@ from sg_detr_jax.data.tfds_source import TFDS_VERSION
 
 DATASET = "intervid_mr"
 _EPS = 1e-5  # as FeatureOptions: x / (||x|| + eps)
+# (caption line index, its JSON record) -> {"qid", "record", "video", "text"} or, when the caption
+# cannot be labelled, {"qid", "reason", "detail"}; picklable (process pools, Beam workers).
+Label = Callable[[int, dict], dict]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,15 +75,15 @@ def _skip_line(result: dict) -> str:
   return json.dumps(_skip_record(result))
 
 
-def _pool_results(job: LabelJob, records: list[dict], workers: int):
-  """process_caption over every line, in order; a spawn pool because the parent may run JAX."""
-  items = [(job, i, r) for i, r in enumerate(records)]
+def _pool_results(label: Label, records: list[dict], workers: int):
+  """`label` over every line, in order; a spawn pool because the parent may run JAX."""
+  items = list(enumerate(records))
   if workers <= 1:
     for item in items:
-      yield process_caption(*item)
+      yield label(*item)
     return
   with multiprocessing.get_context("spawn").Pool(workers) as pool:
-    yield from pool.starmap(process_caption, items, chunksize=max(1, len(items) // (8 * workers)))
+    yield from pool.starmap(label, items, chunksize=max(1, len(items) // (8 * workers)))
 
 
 class InterVidMr(tfds.core.GeneratorBasedBuilder):
@@ -90,9 +94,11 @@ class InterVidMr(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version(TFDS_VERSION)
   RELEASE_NOTES = {TFDS_VERSION: "Captions relabelled by clip-caption similarity (eq. 16-18)."}
 
-  def __init__(self, *, job: LabelJob, records: list[dict], run: RunOptions,
+  def __init__(self, *, label: Label, labelling: dict, records: list[dict], run: RunOptions,
                dims: tuple[int, int], **kwargs):
-    self._job, self._records, self._run = job, records, run
+    """`label(index, record)`: the result of one caption line (see module doc); `labelling`: the
+    labelling config as a plain dict, kept in the dataset's metadata."""
+    self._label, self._labelling, self._records, self._run = label, labelling, records, run
     self._video_dim, self._text_dim = dims
     super().__init__(**kwargs)
 
@@ -105,9 +111,9 @@ class InterVidMr(tfds.core.GeneratorBasedBuilder):
             "dataset": DATASET, "clip_len": spec.clip_len, "qid_type": spec.qid_type.__name__,
             "video_dim": self._video_dim, "text_dim": self._text_dim,
             "num_annotators": spec.num_annotators, "normalize_video": True,
-            "normalize_text": True, "eps": _EPS, "video_key": self._job.cfg["video_key"],
-            "text_key": self._job.cfg["text_key"], "num_video_dirs": 1,
-            "labelling": self._job.cfg}))
+            "normalize_text": True, "eps": _EPS, "video_key": self._labelling["video_key"],
+            "text_key": self._labelling["text_key"], "num_video_dirs": 1,
+            "labelling": self._labelling}))
 
   def _split_generators(self, dl_manager):
     del dl_manager  # local files
@@ -115,12 +121,12 @@ class InterVidMr(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self):
     if self._run.runner == "beam":
-      return _beam_transform(self._job, self._records, self._run.out)
+      return _beam_transform(self._label, self._records, self._run.out)
     return self._local_examples()
 
   def _local_examples(self):
     labelled, skipped = [], []
-    for result in _pool_results(self._job, self._records, self._run.workers):
+    for result in _pool_results(self._label, self._records, self._run.workers):
       if "record" not in result:
         skipped.append(_skip_record(result))
         continue
@@ -130,7 +136,7 @@ class InterVidMr(tfds.core.GeneratorBasedBuilder):
     jsonl.write_jsonl(os.path.join(self._run.out, "skipped.jsonl"), skipped)
 
 
-def _beam_transform(job: LabelJob, records: list[dict], out: str):
+def _beam_transform(label: Label, records: list[dict], out: str):
   """The labelling as a Beam PTransform: examples out, annotations and skips as text side outputs."""
   beam = tfds.core.lazy_imports.apache_beam
 
@@ -140,7 +146,7 @@ def _beam_transform(job: LabelJob, records: list[dict], out: str):
       results = (pbegin
                  | "Captions" >> beam.Create(list(enumerate(records)))
                  | "Reshuffle" >> beam.Reshuffle()  # spread the lines over workers
-                 | "Label" >> beam.MapTuple(lambda i, r: process_caption(job, i, r)))
+                 | "Label" >> beam.MapTuple(lambda i, r: label(i, r)))
       labelled = results | "Labelled" >> beam.Filter(lambda r: "record" in r)
       skipped = results | "Skipped" >> beam.Filter(lambda r: "record" not in r)
       for name, pcoll, fmt, path in (

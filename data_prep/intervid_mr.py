@@ -1,8 +1,8 @@
 """InterVid-MR: moment-retrieval pseudo-labels from captioned intervals (architecture.md §8).
 
   python -m data_prep.intervid_mr --config configs/intervid_mr_labels.py \
-      --captions internvid_flt.jsonl --video-features V --caption-features T --out OUT \
-      [--workers 8 | --runner beam --beam-options "runner=DataflowRunner,..."]
+      --captions internvid_flt.jsonl --video_features V --caption_features T --out OUT \
+      [--workers 8 | --runner beam --beam_options "runner=DataflowRunner,..."] [--config.x=...]
 
 Inputs:
 * captions: JSON lines, either InternVid-10M-FLT's own fields (`YoutubeID`, `Start_timestamp` /
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -314,7 +315,7 @@ def run(cfg, captions: str, video_dir: str, caption_dir: str, out: str, runner: 
   import shutil  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (slow import)
 
-  from data_prep import intervid_builder as ib  # pylint: disable=g-import-not-at-top
+  from data_prep import intervid_builder as ib  # pylint: disable=g-import-not-at-top  (TFDS)
   from sg_detr_jax import jsonl  # pylint: disable=g-import-not-at-top
 
   if runner not in ("local", "beam"):
@@ -332,8 +333,8 @@ def run(cfg, captions: str, video_dir: str, caption_dir: str, out: str, runner: 
   tfds_dir = os.path.join(out, "tfds")
   if overwrite and os.path.isdir(tfds_dir):
     shutil.rmtree(tfds_dir)
-  builder = ib.InterVidMr(job=job, records=records,
-                          run=ib.RunOptions(out, runner, workers),
+  builder = ib.InterVidMr(label=functools.partial(process_caption, job), labelling=job.cfg,
+                          records=records, run=ib.RunOptions(out, runner, workers),
                           dims=(probe["video"].shape[1], probe["text"].shape[1]),
                           data_dir=tfds_dir, file_format="array_record")
   if os.path.isfile(os.path.join(builder.data_dir, "dataset_info.json")):
@@ -349,29 +350,39 @@ def run(cfg, captions: str, video_dir: str, caption_dir: str, out: str, runner: 
   return ib.finalize(out, len(records))
 
 
-def main(argv=None) -> int:
-  import argparse  # pylint: disable=g-import-not-at-top
+def define_flags() -> None:
+  """The command line (defined only when this module is the program; see launch/cli.py)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
+  config_flags.DEFINE_config_file(
+      "config", "configs/intervid_mr_labels.py",
+      "configs/<name>.py[:arg]; fields are overridden with --config.a.b=v")
+  flags.DEFINE_string("captions", None, "the captions' JSON lines (see above)")
+  flags.DEFINE_string("video_features", None, "folder of {youtube_id}.npz clip embeddings")
+  flags.DEFINE_string("caption_features", None, "folder of qid{qid}.npz caption features")
+  flags.DEFINE_string("out", None, "output folder")
+  flags.DEFINE_enum("runner", "local", ["local", "beam"], "local process pool or Apache Beam")
+  flags.DEFINE_integer("workers", os.cpu_count() or 1, "local runner processes")
+  flags.DEFINE_string("beam_options", "",
+                      "comma-separated Beam pipeline options, e.g. runner=DataflowRunner,project=P")
+  flags.DEFINE_bool("overwrite", False, "replace an existing OUT/tfds")
+  flags.mark_flags_as_required(["captions", "video_features", "caption_features", "out"])
+
+
+def main(argv) -> int:
   import json  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
 
-  from launch import config_flags  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
 
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--config", default="configs/intervid_mr_labels.py")
-  p.add_argument("--captions", required=True)
-  p.add_argument("--video-features", required=True, dest="video_dir")
-  p.add_argument("--caption-features", required=True, dest="caption_dir")
-  p.add_argument("--out", required=True)
-  p.add_argument("--runner", default="local", choices=("local", "beam"))
-  p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="local runner processes")
-  p.add_argument("--beam-options", default="",
-                 help="comma-separated Beam pipeline options, e.g. runner=DataflowRunner,project=P")
-  p.add_argument("--overwrite", action="store_true")
-  args, overrides = p.parse_known_args(argv)
-  cfg = config_flags.load(args.config, overrides)
+  from launch import cli  # pylint: disable=g-import-not-at-top
+
+  cli.no_positional_args(argv)
+  f = flags.FLAGS
   try:
-    report = run(cfg, args.captions, args.video_dir, args.caption_dir, args.out, args.runner,
-                 args.workers, args.beam_options, args.overwrite)
+    report = run(f.config, f.captions, f.video_features, f.caption_features, f.out, f.runner,
+                 f.workers, f.beam_options, f.overwrite)
   except (FileNotFoundError, FileExistsError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
@@ -380,4 +391,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  raise SystemExit(main())
+  from launch import cli as _cli  # pylint: disable=g-import-not-at-top
+  define_flags()
+  _cli.run(main)

@@ -8,16 +8,18 @@ The file is opened with `torch.load(weights_only=True)` (needs the `torch` extra
 Every official key must map to a parameter of the model built from the config and every parameter
 must be filled: otherwise the error lists unknown keys, missing keys and shape mismatches. The
 result is an orbax checkpoint at step 0 of W (params + a fresh optimizer state) and W/config.json.
+From Python: `convert(checkpoint, config, out)`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 
-from launch import config_flags
+from absl import flags
+from ml_collections import config_flags
+
+from launch import cli
 
 # The official model's top-level modules: used to find a Lightning prefix such as `model.`.
 OFFICIAL_ROOTS = ("input_vid_proj", "input_txt_proj", "modality_embeddings", "txt_position_embed",
@@ -50,17 +52,22 @@ def convert(checkpoint: str, config, out: str) -> int:
   return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
 
 
-def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  p.add_argument("--checkpoint", required=True)
-  p.add_argument("--config", required=True)
-  p.add_argument("--out", required=True, help="the workdir to create")
-  args, overrides = p.parse_known_args(argv)
-  config = config_flags.load(args.config, overrides)
-  n = convert(args.checkpoint, config, args.out)
-  print(f"converted {args.checkpoint}: {n:,} parameters -> {args.out} (checkpoint step 0)")
-  return 0
+def define_flags() -> None:
+  """The command line (defined only when this module is the program; see launch/cli.py)."""
+  flags.DEFINE_string("checkpoint", None, "the official checkpoint (.ckpt, .pt, .safetensors)")
+  config_flags.DEFINE_config_file(
+      "config", None, "configs/<name>.py[:arg]; fields are overridden with --config.a.b=v")
+  flags.DEFINE_string("out", None, "the workdir to create")
+  flags.mark_flags_as_required(["checkpoint", "config", "out"])
+
+
+def main(argv) -> None:
+  cli.no_positional_args(argv)
+  f = flags.FLAGS
+  n = convert(f.checkpoint, f.config, f.out)
+  print(f"converted {f.checkpoint}: {n:,} parameters -> {f.out} (checkpoint step 0)")
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  define_flags()
+  cli.run(main)

@@ -6,34 +6,53 @@
 An official PyTorch checkpoint (plain state_dict, Lightning .ckpt or .safetensors; `torch` extra)
 is evaluated in one command, converted in memory (launch.convert_torch writes it as a workdir):
 
-  python -m launch.evaluate --config configs/qvhighlights.py --torch-checkpoint sgdetr_qvh.ckpt \
+  python -m launch.evaluate --config configs/qvhighlights.py --torch_checkpoint sgdetr_qvh.ckpt \
       --workdir W --config.data.data_dir=DATA
 
+Several processes: add --distributed (and --coordinator/--num_processes/--process_id where they
+are not detected), as for launch.train.
+
 Writes W/eval/<split>_preds.jsonl (WBF-fused, the main predictions), <split>_preds_detr.jsonl and,
-when the split has labels (config.data.gt_files.<split>), <split>_metrics.json.
+when the split has labels (config.data.gt_files.<split>), <split>_metrics.json. From Python:
+`run(config, workdir, ...)`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 
-import jax
+from absl import flags
+from ml_collections import config_flags
 
-from launch import config_flags
+from launch import cli
 
 
 def run(config, workdir: str, checkpoint: str = "best", split: str | None = None,
-        quiet: bool = False, torch_checkpoint: str | None = None) -> dict | None:
+        quiet: bool = False, torch_checkpoint: str | None = None,
+        distributed: bool | cli.Distributed = False) -> dict | None:
+  """Predicts `split` with a checkpoint of `workdir` (see the module docstring); its metrics.
+
+  Several devices: the batches are split over the mesh of `config.mesh` and the predictions
+  gathered, so with several processes (`distributed`, as in launch.train) every process holds
+  every prediction and process 0 writes the one set of files.
+  """
+  if distributed:
+    (distributed if isinstance(distributed, cli.Distributed) else cli.Distributed()).initialize()
+  import jax  # pylint: disable=g-import-not-at-top
+  from sg_detr_jax import sharding
   from sg_detr_jax.inference.evaluate_split import evaluate_split
   from sg_detr_jax.training import steps as steps_lib
-  from sg_detr_jax.training.checkpoints import Checkpoints
+  from sg_detr_jax.training.checkpoints import load_params
   from sg_detr_jax.training.loop import build
 
   split = split or config.data.eval_split
   graphdef, state, _, _ = build(config, 1)
+  mesh = None
+  if jax.device_count() > 1:  # one device: no shardings, as the training loop
+    mesh = sharding.make_mesh(config.mesh)
+    sharding.check_batch_size(config.train.eval_batch_size, mesh, config.mesh.data_axis)
+    state = dict(state, params=sharding.replicate(state["params"], mesh))  # restored like this
   if torch_checkpoint:
     from launch.convert_torch import OFFICIAL_ROOTS
     from sg_detr_jax.porting import convert
@@ -42,16 +61,12 @@ def run(config, workdir: str, checkpoint: str = "best", split: str | None = None
                                    state["params"], where=torch_checkpoint)
     step = os.path.basename(torch_checkpoint)
   else:
-    ckpts = Checkpoints(workdir)
-    if checkpoint == "best" and ckpts.best() is None:
-      checkpoint = "latest"  # nothing evaluated yet (e.g. a split without labels)
-    step = ckpts.resolve(checkpoint)
-    params = ckpts.restore_params(step, jax.eval_shape(lambda: state))
-    ckpts.close()
-  predict_step = steps_lib.make_predict_step(graphdef, config)
+    # 'best' is the latest when nothing was evaluated yet (e.g. a split without labels).
+    step, params = load_params(workdir, state["params"], checkpoint)
+  predict_step = steps_lib.make_predict_step(config, mesh)
   out_dir = os.path.join(workdir, "eval")
   metrics = evaluate_split(predict_step, params, config, split, out_dir)
-  if not quiet:
+  if not quiet and jax.process_index() == 0:
     print(f"checkpoint {step}, split {split}: predictions in {out_dir}")
     if metrics:
       # Both heads, as the official run logs them: the DETR head's numbers are the official
@@ -66,19 +81,26 @@ def run(config, workdir: str, checkpoint: str = "best", split: str | None = None
   return metrics
 
 
-def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  p.add_argument("--config", required=True)
-  p.add_argument("--workdir", required=True)
-  p.add_argument("--checkpoint", default="best", help="best | latest | a step number")
-  p.add_argument("--split", default=None, help="default: config.data.eval_split")
-  p.add_argument("--torch-checkpoint", default=None,
-                 help="evaluate an official PyTorch checkpoint (converted in memory)")
-  args, overrides = p.parse_known_args(argv)
-  config = config_flags.load(args.config, overrides)
-  run(config, args.workdir, args.checkpoint, args.split, torch_checkpoint=args.torch_checkpoint)
-  return 0
+def define_flags() -> None:
+  """The command line (defined only when this module is the program; see launch/cli.py)."""
+  config_flags.DEFINE_config_file(
+      "config", None, "configs/<name>.py[:arg]; fields are overridden with --config.a.b=v")
+  flags.DEFINE_string("workdir", None, "the run folder (predictions go to <workdir>/eval)")
+  flags.DEFINE_string("checkpoint", "best", "best | latest | a step number")
+  flags.DEFINE_string("split", None, "default: config.data.eval_split")
+  flags.DEFINE_string("torch_checkpoint", None,
+                      "evaluate an official PyTorch checkpoint (converted in memory)")
+  cli.define_distributed_flags()
+  flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv) -> None:
+  cli.no_positional_args(argv)
+  f = flags.FLAGS
+  run(f.config, f.workdir, f.checkpoint, f.split, torch_checkpoint=f.torch_checkpoint,
+      distributed=cli.distributed_from_flags() or False)
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  define_flags()
+  cli.run(main)

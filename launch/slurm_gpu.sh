@@ -15,5 +15,6 @@ CONFIG=${CONFIG:-configs/qvhighlights.py}
 WORKDIR=${WORKDIR:-workdirs/qvh_${SLURM_JOB_ID}}
 # jax.distributed.initialize() reads the coordinator, process count and index from SLURM's
 # environment; the global batch (config.train.batch_size) is split over every GPU of every node.
-srun python -m launch.train --distributed --no-progress --config "$CONFIG" --workdir "$WORKDIR" \
+# Flags are absl's (--name=value, --noprogress); "$@" adds config overrides (--config.a.b=v).
+srun python -m launch.train --distributed --noprogress --config="$CONFIG" --workdir="$WORKDIR" \
     --config.data.data_dir="${DATA_DIR:-tfds_data}" "$@"

@@ -12,5 +12,5 @@ DATA_DIR=${DATA_DIR:?set DATA_DIR}
 # On Cloud TPU, jax.distributed.initialize() needs no arguments; orbax writes the checkpoint
 # collectively from all hosts.
 gcloud compute tpus tpu-vm ssh "$TPU" --zone "$ZONE" --worker=all --command \
-  "cd ~/sg-detr-jax && . .venv/bin/activate && python -m launch.train --distributed --no-progress \
-   --config $CONFIG --workdir $WORKDIR --config.data.data_dir=$DATA_DIR $*"
+  "cd ~/sg-detr-jax && . .venv/bin/activate && python -m launch.train --distributed --noprogress \
+   --config=$CONFIG --workdir=$WORKDIR --config.data.data_dir=$DATA_DIR $*"

@@ -1,22 +1,28 @@
 """Train SG-DETR and evaluate it on the validation split.
 
-  python -m launch.train --config configs/synthetic.py --workdir workdirs/synthetic \
-      [--config.train.num_epochs=20 ...]
+  python -m launch.train --config=configs/synthetic.py --workdir=workdirs/synthetic \
+      [--config.train.num_epochs=20 ...] [--noprogress] [--distributed [--coordinator HOST:PORT
+      --num_processes N --process_id I]]
 
 Re-running on an existing workdir resumes from its latest checkpoint. Several processes (GPU nodes,
-TPU hosts): add --distributed and start one process per host (launch/slurm_gpu.sh,
-launch/tpu_pod.sh); the mesh spans every device and each process reads its own slice of the data. With the synthetic config
+TPU hosts, or several processes on one machine): add --distributed and start one process per host
+(launch/slurm_gpu.sh, launch/tpu_pod.sh; elsewhere give --coordinator/--num_processes/--process_id
+or the JAX_* variables, see launch/cli.py `Distributed` for the timeouts); the mesh spans every
+device and each process reads its own rows of every global batch. With the synthetic config
 the dataset is generated and built on first use. When training ends, the best checkpoint's
-validation metrics are printed and written to <workdir>/eval/.
+validation metrics are printed and written to <workdir>/eval/. `--config` takes
+`configs/<name>.py[:arg]`; every `--config.a.b=v` must name an existing field of that config and
+parse as its type. From Python: `run(config, workdir)`.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 
-from launch import config_flags
+from absl import flags
+from ml_collections import config_flags
+
+from launch import cli
 
 
 def ensure_synthetic(config) -> None:
@@ -39,31 +45,46 @@ def print_brief(metrics: dict, title: str) -> None:
     print(f"  {k:<24} {v:8.2f}")
 
 
-def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  p.add_argument("--config", required=True)
-  p.add_argument("--workdir", required=True)
-  p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
-  p.add_argument("--distributed", action="store_true",
-                 help="multi-process run: jax.distributed.initialize() (SLURM / Cloud TPU / "
-                      "JAX_COORDINATOR_ADDRESS environments are detected)")
-  args, overrides = p.parse_known_args(argv)
-  if args.distributed:
-    import jax  # pylint: disable=g-import-not-at-top
-    jax.distributed.initialize()
-  config = config_flags.load(args.config, overrides)
-  config.lock()
-  if not args.distributed:
+def run(config, workdir: str, *, progress: bool = True,
+        distributed: bool | cli.Distributed = False) -> dict | None:
+  """Trains (or resumes) in `workdir`, then evaluates the best checkpoint; returns its metrics.
+
+  `distributed`: True (auto-detected / $JAX_* environment) or a `cli.Distributed`: this process
+  joins a multi-process run first (process 0 writes the logs, predictions and metrics).
+  """
+  if distributed:
+    (distributed if isinstance(distributed, cli.Distributed) else cli.Distributed()).initialize()
+  else:
     ensure_synthetic(config)  # multi-process runs read a dataset built beforehand
-  from launch import evaluate
-  from sg_detr_jax.training.loop import train_and_evaluate
-  train_and_evaluate(config, args.workdir, progress=not args.no_progress)
-  metrics = evaluate.run(config, args.workdir, "best", config.data.eval_split, quiet=True)
-  if metrics:
+  import jax  # pylint: disable=g-import-not-at-top
+  from launch import evaluate  # pylint: disable=g-import-not-at-top
+  from sg_detr_jax.training.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  train_and_evaluate(config, workdir, progress=progress)
+  metrics = evaluate.run(config, workdir, "best", config.data.eval_split, quiet=True)
+  if metrics and jax.process_index() == 0:
     print_brief(metrics, f"best checkpoint on {config.data.eval_split} "
-                         f"(files in {os.path.join(args.workdir, 'eval')}):")
-  return 0
+                         f"(files in {os.path.join(workdir, 'eval')}):")
+  return metrics
+
+
+def define_flags() -> None:
+  """The command line. Defined only when this module is the program: other entry points import
+  it, and absl flags are process-wide."""
+  config_flags.DEFINE_config_file(
+      "config", None, "configs/<name>.py[:arg]; fields are overridden with --config.a.b=v")
+  flags.DEFINE_string("workdir", None, "run folder: checkpoints, logs, eval/; an existing one "
+                      "is resumed")
+  flags.DEFINE_bool("progress", True, "progress bar (--noprogress: logs only)")
+  cli.define_distributed_flags()
+  flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv) -> None:
+  cli.no_positional_args(argv)
+  f = flags.FLAGS
+  run(f.config, f.workdir, progress=f.progress, distributed=cli.distributed_from_flags() or False)
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  define_flags()
+  cli.run(main)

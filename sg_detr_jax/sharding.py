@@ -67,12 +67,24 @@ def check_batch_size(global_batch: int, mesh: Mesh, axis: str) -> None:
 def shard_batch(batch: dict[str, Any], mesh: Mesh, axis: str) -> dict[str, jax.Array]:
   """This process's rows of the global batch -> global jax.Arrays split over `axis`.
 
-  With one process the rows are the whole batch; with several, each passes its own slice (the
-  input pipeline reads `process_index::process_count`).
+  With one process the rows are the whole batch; with several, each passes its own contiguous
+  rows, in process order (`data.pipeline.train_dataset` yields them).
   """
   sharding = batch_sharding(mesh, axis)
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
           for k, v in batch.items()}
+
+
+def global_batch(batch: dict[str, Any], mesh: Mesh, axis: str) -> dict[str, jax.Array]:
+  """The WHOLE global batch, the same numpy arrays on every process -> global jax.Arrays split
+  over `axis` (each process places only the rows of its own devices). For evaluation, where every
+  process reads the whole split; training feeds per-process rows through `shard_batch`."""
+  sharding = batch_sharding(mesh, axis)
+
+  def place(v):
+    v = np.asarray(v)
+    return jax.make_array_from_callback(v.shape, sharding, lambda index: v[index])
+  return {k: place(v) for k, v in batch.items()}
 
 
 def replicate(tree, mesh: Mesh):

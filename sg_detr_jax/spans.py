@@ -1,5 +1,6 @@
 """1-D span geometry ((center, width) <-> (start, end), IoU / GIoU) shared by the model's query
-groups and ATSS targets, the losses and the matcher."""
+groups and ATSS targets, the losses and the matcher: the one jnp interval IoU. (The host-side,
+dtype-preserving numpy one is `evaluation.moment_retrieval.cross_iou`.)"""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ def iou_and_giou(a, b, eps: float = 1e-6):
   hull = jnp.maximum(a[..., 1], b[..., 1]) - jnp.minimum(a[..., 0], b[..., 0])
   iou = inter / jnp.maximum(union, eps)
   return iou, iou - (hull - union) / jnp.maximum(hull, eps)
+
+
+def pairwise_iou(a, b):
+  """[..., N, 2] x [..., M, 2] (start, end) -> IoU [..., N, M]."""
+  return iou_and_giou(a[..., :, None, :], b[..., None, :, :])[0]
 
 
 def pairwise_giou(a, b):

@@ -19,6 +19,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # configs/ is imported as a package from the checkout
 SHARED = os.environ.get("SG_DETR_SHARED", os.path.join(os.path.dirname(REPO), "shared"))
 QVH = os.path.join(SHARED, "reference", "qvhighlights")
+# Feature widths of the tests' synthetic data (narrower than the real features: faster).
+VIDEO_DIM, TEXT_DIM = 32, 24
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +49,8 @@ def synthetic_tfds(tmp_path_factory):
 
   root = tmp_path_factory.mktemp("synthetic")
   raw = str(root / "raw")
-  synthetic.generate(raw, num_train=48, num_val=20, seed=3, video_dim=32, text_dim=24)
+  synthetic.generate(raw, num_train=48, num_val=20, seed=3, video_dim=VIDEO_DIM,
+                     text_dim=TEXT_DIM)
   data_dir = str(root / "tfds")
   build_tfds.build("qvhighlights", [os.path.join(raw, "annotations")],
                    [os.path.join(raw, "video_features")], os.path.join(raw, "text_features"),
@@ -55,12 +58,19 @@ def synthetic_tfds(tmp_path_factory):
   return {"raw": raw, "data_dir": data_dir}
 
 
-def tiny_train_config(data):
-  """The tiny config on the session's synthetic dataset (32-d video, 24-d text)."""
+def tiny_config(config=None):
+  """configs/tiny.py, or its sizes on `config` (e.g. an ablation row), with the feature widths of
+  the tests' synthetic data (VIDEO_DIM x TEXT_DIM)."""
   from configs import tiny
-  c = tiny.get_config()
+  c = tiny.get_config() if config is None else tiny.shrink(config)
+  c.data.video_dim, c.data.text_dim = VIDEO_DIM, TEXT_DIM
+  return c
+
+
+def tiny_train_config(data):
+  """`tiny_config()` on the session's synthetic dataset, with a quick training recipe."""
+  c = tiny_config()
   c.data.data_dir = data["data_dir"]
-  c.data.video_dim, c.data.text_dim = 32, 24
   c.data.gt_files.val = os.path.join(data["raw"], "annotations", "val.jsonl")
   c.train.eval_batch_size = 8
   c.optim.warmup_epochs = 0
@@ -102,6 +112,31 @@ def _sharding_check_in_background(request, tmp_path_factory):
     if proc.poll() is None:
       proc.kill()
       proc.wait()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _multiprocess_check_in_background(request, tmp_path_factory):
+  """tests/helpers/multiprocess_check.py (launch.train with 2 real processes against 1, resumes
+  across process counts, a lost process; ~4-6 min, mostly compiles) started with the session like
+  the sharding check; tests/test_multiprocess.py waits for its report."""
+  if not any(item.nodeid.startswith("tests/test_multiprocess.py") and "report" in
+             getattr(item, "fixturenames", ()) for item in request.session.items):
+    yield
+    return
+  out_dir = tmp_path_factory.mktemp("multiprocess")
+  out = out_dir / "output.txt"
+  with open(out, "w") as f:
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "tests", "helpers", "multiprocess_check.py"),
+         str(out_dir)], stdout=f, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)  # its own process group: it starts training processes
+    BACKGROUND["multiprocess"] = (proc, str(out))
+    yield
+    try:
+      os.killpg(proc.pid, signal.SIGKILL)  # the helper and the processes it started
+    except ProcessLookupError:
+      pass
+    proc.wait()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -161,7 +196,7 @@ def _interrupted_run_in_background(request, tmp_path_factory):
   config.train.num_epochs = 2
   workdir = str(tmp_path_factory.mktemp("interrupted") / "w")
   cmd = [sys.executable, "-m", "launch.train", "--config", "configs/tiny.py", "--workdir", workdir,
-         "--no-progress", *overrides_for(config)]
+         "--noprogress", *overrides_for(config)]
   result = {}
   thread = threading.Thread(target=_run_until_first_checkpoint_then_kill,
                             args=(cmd, workdir, result), daemon=True)

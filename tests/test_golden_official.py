@@ -80,6 +80,7 @@ def test_every_official_parameter_converts(ours):
 
 
 def test_forward_equals_official(ours):
+  from sg_detr_jax.models import outputs
   from sg_detr_jax.models.fpn import STRIDES
   from sg_detr_jax.porting.official_names import head_outputs
 
@@ -89,7 +90,7 @@ def test_forward_equals_official(ours):
   inter = lambda path: f[f"inter/{path}/0"]  # sow keeps a tuple: the first call's value
 
   lv = inputs["src_vid"].shape[1]
-  official = head_outputs(fw, len(STRIDES))
+  official = outputs.flatten(head_outputs(fw, len(STRIDES)))
   assert np.array_equal(out("anchors"), official.pop("anchors"))
   diffs = {k: _check_close(k, out(k), v, 1e-5) for k, v in official.items()}
 

@@ -7,6 +7,7 @@ rows with tied scores compared as a set, as the golden README asks), the interme
 1e-4 s.
 """
 
+import dataclasses
 import os
 
 import ml_collections
@@ -16,6 +17,7 @@ import pytest
 from configs import qvhighlights
 from sg_detr_jax.inference import postprocess
 from sg_detr_jax.inference.predict import records_for_batch
+from sg_detr_jax.models.outputs import Predictions
 from sg_detr_jax.porting.official_names import head_outputs
 from tests.conftest import SHARED
 
@@ -31,11 +33,11 @@ def golden():
   f = np.load(os.path.join(GOLDEN, "forward.npz"))
   inputs = np.load(os.path.join(GOLDEN, "inputs.npz"))
   # our model's output layout (models/sg_detr.py), from the official raw outputs
-  out = head_outputs(f, LEVELS)
-  valid = inputs["src_vid_mask"].sum(1).astype(int)
   # The batch's padded grid (model.atss_anchor_grid = "batch"): sample 0 has 76 valid rows, so
   # every anchor of the 76-row tensor, for every sample (anchors past a sample's length included).
-  out["anchor_mask"] = np.ones(out["atss_logits"].shape, bool)
+  out = head_outputs(f, LEVELS)
+  out = out.replace(anchor_mask=np.ones(out.atss_logits.shape, bool))
+  valid = inputs["src_vid_mask"].sum(1).astype(int)
   post = {k[len("post/"):]: f[k] for k in f.files if k.startswith("post/")}
   return {"out": out, "post": post, "duration": f["meta/duration"],
           "num_real": inputs["num_real_clips"], "num_valid": valid,
@@ -115,19 +117,20 @@ def test_official_intermediate_lists_within_1e4(golden):
 def test_anchors_outside_the_batch_grid_are_not_candidates(golden):
   """Our static padding can be longer than the official batch's padded grid: anchors that the
   model's anchor_mask puts outside the grid (confident ones here) must not change the lists."""
-  out = dict(golden["out"])
+  out = dataclasses.asdict(golden["out"])
   extra = 6
   out["anchors"] = np.concatenate([out["anchors"], np.tile([[150.0, 154.0]], (extra, 1))])
   for k, fill in (("atss_logits", 9.0), ("atss_ctr", 9.0)):
     out[k] = np.concatenate([out[k], np.full((B, extra), fill, np.float32)], axis=1)
   out["atss_deltas"] = np.concatenate([out["atss_deltas"], np.zeros((B, extra, 2), np.float32)], 1)
   out["anchor_mask"] = np.concatenate([out["anchor_mask"], np.zeros((B, extra), bool)], axis=1)
+  out = Predictions(**out)
   d = golden["duration"]
   got = postprocess.batch_windows(out, np.arange(B), d, 2.0, d, _pp(), with_raw=True)
   for b, ref in enumerate(_official(golden, with_raw=True)):
     for k in ("atss_comb_raw", "fused"):
       np.testing.assert_array_equal(got[b][k], ref[k])
-  out["anchor_mask"][:] = True  # inside the grid, they would be the best candidates
+  out.anchor_mask[:] = True  # inside the grid, they would be the best candidates
   inside = postprocess.batch_windows(out, [0], d[0], 2.0, d[0], _pp(), with_raw=True)[0]
   assert np.sum(inside["atss_comb_raw"][:, 2] > 0.99) == extra
 
@@ -141,11 +144,13 @@ def test_official_saliency_through_float16(golden):
 
 def test_written_records_are_the_official_lists(golden):
   """records_for_batch (what launch.evaluate writes) from the same outputs, a padded batch."""
-  out = dict(golden["out"])  # one padding row appended (batch_mask False), as eval batches have
+  # One padding row appended (batch_mask False), as eval batches have.
+  out = dataclasses.asdict(golden["out"])
   for k in ("atss_logits", "atss_ctr", "atss_deltas", "anchor_mask", "saliency_global"):
     out[k] = np.concatenate([out[k], out[k][:1]])
   for k in ("pred_spans", "pred_logits", "pred_iou"):  # [N, B, ...]
     out[k] = np.concatenate([out[k], out[k][:, :1]], axis=1)
+  out = Predictions(**out)
   d = golden["duration"]
   batch = {
       "batch_mask": np.array([True] * B + [False]),
@@ -192,13 +197,13 @@ def test_ranked_convention_sorts_by_confidence(golden):
       w = res[head]
       assert np.all(np.diff(w[:, 2]) <= 0), head  # best first
       assert np.all(w[:, 0] >= 0) and np.all(w[:, 1] <= d[b] - 4.0)  # clamped to the duration
-    p = 1 / (1 + np.exp(-out["pred_logits"][-1, b].astype(np.float64)))
-    u = 1 / (1 + np.exp(-out["pred_iou"][-1, b].astype(np.float64)))
+    p = 1 / (1 + np.exp(-out.pred_logits[-1, b].astype(np.float64)))
+    u = 1 / (1 + np.exp(-out.pred_iou[-1, b].astype(np.float64)))
     np.testing.assert_allclose(res["detr"][:, 2], np.sort(np.sqrt(p * u))[::-1], rtol=1e-12)
   sal = postprocess.saliency_scores(out, np.arange(B), golden["num_real"], golden["num_valid"],
                                     _pp(convention="ranked"))
   for b in range(B):  # the real clips, unrounded
-    np.testing.assert_array_equal(sal[b], out["saliency_global"][b, :golden["num_real"][b]])
+    np.testing.assert_array_equal(sal[b], out.saliency_global[b, :golden["num_real"][b]])
 
 
 def test_official_clean_up_by_hand():
@@ -214,12 +219,12 @@ def test_official_clean_up_by_hand():
   np.testing.assert_array_equal(postprocess.official_clean(w[1:2], pp), [[8, 10]])
 
 
-def test_official_nms_keeps_ties_at_the_top_k_score():
+def test_nms_keeps_ties_at_the_top_k_score():
   rows = np.array([[0, 10, 0.9], [20, 30, 0.5], [40, 50, 0.5], [1, 10, 0.8]], np.float32)
-  kept = postprocess.official_nms(rows, 0.5, top_k=2)  # [1, 10] suppressed (IoU 0.9)
+  kept = postprocess.nms(rows, 0.5, top_k=2, keep_ties=True)  # [1, 10] suppressed (IoU 0.9)
   np.testing.assert_array_equal(kept, rows[[0, 1, 2]])  # the two tied at the 2nd score stay
   zero = np.array([[5, 5, 0.9], [5, 5, 0.8]], np.float32)  # 0/0 IoU never suppresses
-  assert len(postprocess.official_nms(zero, 0.5, top_k=10)) == 2
+  assert len(postprocess.nms(zero, 0.5, top_k=10, keep_ties=True)) == 2
 
 
 def test_missing_convention_is_an_error():

@@ -14,6 +14,8 @@ from data_prep import synthetic
 from data_prep.annotations import read_annotations
 from sg_detr_jax.data.datasets import get_spec
 
+from conftest import TEXT_DIM, VIDEO_DIM
+
 
 def cfg(**overrides):
   c = intervid_mr_labels.get_config()
@@ -113,7 +115,8 @@ def test_internvid_fields_and_timestamps():
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
   out = str(tmp_path_factory.mktemp("intervid_raw"))
-  synthetic.generate_intervid(out, num_captions=60, seed=3, video_dim=32, text_dim=24)
+  synthetic.generate_intervid(out, num_captions=60, seed=3, video_dim=VIDEO_DIM,
+                              text_dim=TEXT_DIM)
   return out
 
 
@@ -203,7 +206,7 @@ def test_pretrain_zero_shot_then_finetune_init(raw, synthetic_tfds, tmp_path):
   import jax
   from conftest import tiny_train_config
   from sg_detr_jax.training import loop
-  from sg_detr_jax.training.checkpoints import Checkpoints
+  from sg_detr_jax.training.checkpoints import load_params
 
   out = str(tmp_path / "labelled")
   label(raw, out)
@@ -230,9 +233,7 @@ def test_pretrain_zero_shot_then_finetune_init(raw, synthetic_tfds, tmp_path):
   ft.train.init_checkpoint = workdir
   graphdef, state, tx, _ = loop.build(ft, 10)
   started = loop._init_from(ft, graphdef, state, tx)  # pylint: disable=protected-access
-  ckpts = Checkpoints(workdir)
-  want = ckpts.restore_params(ckpts.resolve("latest"), state)  # the default
-  ckpts.close()
+  _, want = load_params(workdir, state["params"], "latest")  # the default
   for a, b in zip(jax.tree_util.tree_leaves(started["params"]), jax.tree_util.tree_leaves(want)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   # Only the parameters come from the pre-training run: the optimizer and step start afresh.

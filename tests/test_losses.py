@@ -2,13 +2,15 @@
 
 import itertools
 import math
+import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
-from configs import base
+from configs import base, tiny
 from sg_detr_jax.inference import postprocess
 from sg_detr_jax.losses import alignment, detection, saliency
 from sg_detr_jax.losses.matching import hungarian
@@ -87,11 +89,11 @@ def test_atss_losses_vanish_for_perfect_regression():
   anchors = jnp.asarray(anchors)
   gt = jnp.broadcast_to(jnp.array([2.0, 6.0]), (1, 8, 2))
   labels = jnp.zeros((1, 8), bool).at[0, 3:5].set(True)
-  out = {"anchor_mask": jnp.ones((1, 8), bool), "atss_labels": labels, "atss_gt": gt,
-         "anchors": anchors, "atss_logits": jnp.where(labels, 20.0, -20.0),
-         "atss_deltas": atss.encode(gt, anchors)[None][0][None],
-         "atss_ctr": jnp.zeros((1, 8))}
-  got = detection.atss_losses(out, LW)
+  targets = atss.Targets(labels=labels, gt=gt, anchors=anchors,
+                         anchor_mask=jnp.ones((1, 8), bool))
+  pred = types.SimpleNamespace(atss_logits=jnp.where(labels, 20.0, -20.0),
+                               atss_deltas=atss.encode(gt, anchors), atss_ctr=jnp.zeros((1, 8)))
+  got = detection.atss_losses(pred, targets, LW)
   assert float(got["giou"]) == pytest.approx(0.0, abs=1e-5)
   assert float(got["span"]) == pytest.approx(0.0, abs=1e-5)
   assert float(got["label"]) < 1e-6
@@ -199,19 +201,48 @@ def test_group_losses_by_hand():
 
 
 def test_total_is_the_weighted_sum_and_every_term_has_one_weight():
+  """Every weight field gets a distinct value, so a term that took another term's weight shows."""
   from sg_detr_jax.losses import total
-  lw = base.get_config().loss
-  names = (["sal_local_bce", "sal_global_rank", "span_0", "giou_2", "label_1", "quality_0",
-            "enc_span", "enc_quality", "co_label_0", "co_giou_2", "dn_span_1", "atss_label",
-            "atss_ctrness", "ms_align", "momcls"])
-  table = total.weights_table(names, lw)
-  assert sorted(table) == sorted(names)
+  from sg_detr_jax.models import outputs, sg_detr
+  from sg_detr_jax.data.random_batch import random_batch
+  c = tiny.get_config()
+  c.data.video_dim, c.data.text_dim = 16, 8
+  c.model.denoise = True
+  lw = c.loss
+  fields = ("span", "giou", "label", "quality", "saliency", "encoder_coef", "collab_coef",
+            "denoise_coef", "atss_label", "atss_span", "atss_giou", "atss_ctrness", "ms_align",
+            "momcls")
+  for i, name in enumerate(fields):
+    lw[name] = 1.0 + 0.1 * i
+  n = c.model.decoder_layers
+  table = total.weights_table(c, n)
   want = {"sal_local_bce": lw.saliency, "sal_global_rank": lw.saliency, "span_0": lw.span,
-          "giou_2": lw.giou, "label_1": lw.label, "quality_0": lw.quality,
+          f"giou_{n - 1}": lw.giou, "label_1": lw.label, "quality_0": lw.quality,
           "enc_span": lw.encoder_coef * lw.span, "enc_quality": lw.encoder_coef * lw.quality,
-          "co_label_0": lw.collab_coef * lw.label, "co_giou_2": lw.collab_coef * lw.giou,
+          "co_label_0": lw.collab_coef * lw.label, f"co_giou_{n - 1}": lw.collab_coef * lw.giou,
           "dn_span_1": lw.denoise_coef * lw.span, "atss_label": lw.atss_label,
+          "atss_span": lw.atss_span, "atss_giou": lw.atss_giou,
           "atss_ctrness": lw.atss_ctrness, "ms_align": lw.ms_align, "momcls": lw.momcls}
-  assert table == pytest.approx(want)
-  with pytest.raises(KeyError):
-    total.weights_table(["sal_local_bce", "unknown_term"], lw)
+  assert {k: table[k] for k in want} == pytest.approx(want)
+
+  # The objective of a real (random-weight) training forward: its terms are the table's terms.
+  graphdef, params = nnx.split(sg_detr.create(c), nnx.Param)
+  batch = jax.tree_util.tree_map(jnp.asarray, random_batch(c, 2, seed=0, varied=True))
+
+  def forward(p, b):
+    targets = atss.training_targets(b, c.model)
+    return nnx.merge(graphdef, p)(b, key=jax.random.key(0), train=True,
+                                  atss_targets=targets), targets
+
+  out, targets = jax.jit(forward)(params, batch)
+  objective = jax.jit(lambda o, t, b: total.compute_losses(o, t, b, c))
+  got, terms = objective(out, targets, batch)
+  assert sorted(terms) == sorted(table)
+  assert float(got) == pytest.approx(sum(table[k] * float(v) for k, v in terms.items()), rel=1e-6)
+  assert all(np.isfinite(float(v)) for v in terms.values())
+  # A term without a weight is an error, not a silent zero or another term's weight.
+  extra = outputs.TrainOutputs(**{**{f: getattr(out, f) for f in (
+      "predictions", "saliency_local_neg", "saliency_global_neg", "sentence", "moment",
+      "moment_memory", "collab", "collab_positives")}, "denoise": None})
+  with pytest.raises(ValueError, match="weights without a term"):
+    objective(extra, targets, batch)

@@ -9,35 +9,24 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from configs import base, tiny
+from configs import base
 from configs.ablations import common as ablations
 from launch import summary
-from sg_detr_jax.models import atss, param_map, precision, query_groups, query_selector, sg_detr
+from sg_detr_jax.data.random_batch import random_batch
+from sg_detr_jax.models import (atss, outputs, param_map, precision, query_groups,
+                                 query_selector, sg_detr)
 from sg_detr_jax.models.detr_head import DETRHead
 from sg_detr_jax.models.layers import KeySeq
 from sg_detr_jax.training import collab_size
 
-from conftest import SHARED
+from conftest import SHARED, tiny_config
 
 OFFICIAL = os.path.join(SHARED, "reference", "official_sgdetr_state_dict.json")
 
 
-def tiny_config(video_dim=32, text_dim=24):
-  c = tiny.get_config()
-  c.data.video_dim, c.data.text_dim = video_dim, text_dim
-  return c
-
-
-def tiny_batch(config, seed=0, batch_size=4):
-  b = summary.dummy_batch(config, batch_size)
-  rng = np.random.default_rng(seed)
-  b["video"] = rng.normal(size=b["video"].shape).astype(np.float32)
-  b["text"] = rng.normal(size=b["text"].shape).astype(np.float32)
-  b["video_mask"][1, 16:] = False  # a shorter video
-  b["text_mask"][2, 5:] = False  # a shorter query
-  b["spans"][:, 1] = (0.25, 0.1)
-  b["span_mask"][:, 1] = True
-  return b
+def tiny_batch(config):
+  """Rows of different lengths (row 1: 16 of 24 clips; row 2: 5 of 8 tokens) and two windows."""
+  return random_batch(config, 4, varied=True)
 
 
 class Jitted:
@@ -49,8 +38,11 @@ class Jitted:
 
   def __call__(self, batch, key=None, train=False, state=None):
     if train not in self._fns:
-      self._fns[train] = jax.jit(
-          lambda s, b, k: nnx.merge(self.graph, s)(b, key=k, train=train))
+      def forward(s, b, k):
+        model = nnx.merge(self.graph, s)
+        targets = atss.training_targets(b, model.cfg) if train else None
+        return model(b, key=k, train=train, atss_targets=targets)
+      self._fns[train] = jax.jit(forward)
     return self._fns[train](self.state if state is None else state, batch, key)
 
 
@@ -82,29 +74,30 @@ def test_output_shapes_at_qvhighlights_size():
   ev, tr = shapes["eval"], shapes["train"]
   assert ev["pred_spans"] == [3, 3, 25, 2] and ev["pred_iou"] == [3, 3, 25]
   assert ev["saliency_global"] == [3, 76] and ev["atss_deltas"] == [3, 285, 2]
-  assert "co_logits" not in ev and "saliency_local_neg" not in ev
+  assert "collab.logits" not in ev and "saliency_local_neg" not in ev
   # The collab group is as large as the batch needs (max_b |P_b| of the dummy batch's one window).
-  k = collab_size.batch_positives(base.get_config(), summary.dummy_batch(base.get_config(), 3))
-  assert 0 < k < 48 and tr["co_logits"] == [3, 3, k] and tr["co_target"] == [3, k, 2]
+  k = collab_size.batch_positives(base.get_config(), random_batch(base.get_config(), 3))
+  assert 0 < k < 48 and tr["collab.logits"] == [3, 3, k] and tr["collab.target"] == [3, k, 2]
   assert tr["moment_memory"] == [3, 76, 256] and tr["sentence"] == [3, 256]
-  assert tr["atss_labels"] == [3, 285]
+  assert tr["anchor_mask"] == [3, 285] and tr["anchors"] == [285, 2]
 
 
 def test_tiny_forward_shapes_and_finite(tiny_model):
   c, model = tiny_model
-  out = model(tiny_batch(c), key=jax.random.key(0, impl="rbg"), train=True)
+  batch = tiny_batch(c)
+  out = model(batch, key=jax.random.key(0, impl="rbg"), train=True)
   layers = c.model.decoder_layers
-  assert out["pred_logits"].shape == (layers, 4, 25)
+  assert out.predictions.pred_logits.shape == (layers, 4, 25)
   size = c.model.collab_size
-  assert out["co_spans"].shape == (layers, 4, size, 2)
-  for k, v in out.items():
+  assert out.collab.spans.shape == (layers, 4, size, 2)
+  for k, v in outputs.flatten(out).items():
     assert np.all(np.isfinite(np.asarray(v, np.float32))), k
   # spans are sigmoid outputs; the collab group holds every ATSS positive of the batch
-  assert np.all((out["pred_spans"] > 0) & (out["pred_spans"] < 1))
-  num_pos = np.asarray(out["atss_labels"]).sum(1)
+  assert np.all((out.predictions.pred_spans > 0) & (out.predictions.pred_spans < 1))
+  num_pos = np.asarray(atss.training_targets(batch, c.model).labels).sum(1)
   assert num_pos.min() > 0 and num_pos.max() <= size
-  assert int(np.asarray(out["co_valid"]).sum()) == num_pos.max() == int(out["co_positives"])
-  np.testing.assert_array_equal(np.asarray(out["co_label"]).sum(1), num_pos)
+  assert int(np.asarray(out.collab.valid).sum()) == num_pos.max() == int(out.collab_positives)
+  np.testing.assert_array_equal(np.asarray(out.collab.label).sum(1), num_pos)
 
 
 def test_padded_text_tokens_change_nothing(tiny_model):
@@ -112,7 +105,7 @@ def test_padded_text_tokens_change_nothing(tiny_model):
   b1 = tiny_batch(c)
   b2 = {k: v.copy() for k, v in b1.items()}
   b2["text"][2, 5:] = 100.0  # garbage behind the mask
-  o1, o2 = model(b1), model(b2)
+  o1, o2 = outputs.flatten(model(b1)), outputs.flatten(model(b2))
   for k in o1:
     np.testing.assert_allclose(o1[k], o2[k], rtol=1e-5, atol=1e-5, err_msg=k)
 
@@ -124,7 +117,7 @@ def test_padded_clips_do_not_change_saliency_at_valid_clips(tiny_model):
   b1 = tiny_batch(c)
   b2 = {k: v.copy() for k, v in b1.items()}
   b2["video"][1, 16:] = 50.0
-  o1, o2 = model(b1), model(b2)
+  o1, o2 = outputs.flatten(model(b1)), outputs.flatten(model(b2))
   for k in ("saliency_local", "saliency_global"):
     np.testing.assert_allclose(o1[k][1, :16], o2[k][1, :16], rtol=1e-5, atol=1e-5)
   assert not np.allclose(o1["saliency_local"][1, 16:], o2["saliency_local"][1, 16:])
@@ -133,14 +126,14 @@ def test_padded_clips_do_not_change_saliency_at_valid_clips(tiny_model):
 def test_determinism(tiny_model):
   c, model = tiny_model
   b = tiny_batch(c)
-  o1, o2 = model(b), model(b)
+  o1, o2 = outputs.flatten(model(b)), outputs.flatten(model(b))
   for k in o1:
     np.testing.assert_array_equal(o1[k], o2[k])
   t1 = model(b, key=jax.random.key(1, impl="rbg"), train=True)
   t2 = model(b, key=jax.random.key(1, impl="rbg"), train=True)
   t3 = model(b, key=jax.random.key(2, impl="rbg"), train=True)
-  np.testing.assert_array_equal(t1["pred_logits"], t2["pred_logits"])
-  assert not np.allclose(t1["pred_logits"], t3["pred_logits"])
+  np.testing.assert_array_equal(t1.predictions.pred_logits, t2.predictions.pred_logits)
+  assert not np.allclose(t1.predictions.pred_logits, t3.predictions.pred_logits)
   with pytest.raises(ValueError, match="PRNG key"):
     model(b, train=True)
 
@@ -150,12 +143,12 @@ def test_bf16_compute_is_finite(tiny_model):
   bf_state = precision.cast_floating(model.state, jnp.bfloat16)
   batch = precision.cast_floating(tiny_batch(c), jnp.bfloat16)
   out = model(batch, key=jax.random.key(0, impl="rbg"), train=True, state=bf_state)
-  assert out["pred_logits"].dtype == jnp.bfloat16
-  for k, v in out.items():
+  assert out.predictions.pred_logits.dtype == jnp.bfloat16
+  for k, v in outputs.flatten(out).items():
     assert np.all(np.isfinite(np.asarray(v, np.float32))), k
   ref = model(tiny_batch(c))
-  low = model(batch, state=bf_state)["saliency_local"]
-  np.testing.assert_allclose(np.asarray(low, np.float32), ref["saliency_local"], atol=0.5)
+  low = model(batch, state=bf_state).saliency_local
+  np.testing.assert_allclose(np.asarray(low, np.float32), ref.saliency_local, atol=0.5)
 
 
 def test_group_mask_isolates_groups():
@@ -255,16 +248,16 @@ def test_denoise_noise_bounds():
 
 @pytest.mark.parametrize("row", ablations.ROWS)
 def test_ablation_rows(row):
-  c = ablations.get_config(row)
-  c.data.video_dim, c.data.text_dim = 32, 24
-  c.data.max_video_clips, c.data.max_text_tokens, c.data.max_windows = 24, 8, 4
-  c.model.d_model, c.model.ffn_dim, c.model.collab_size = 64, 128, 8
+  c = tiny_config(ablations.get_config(row))
+  c.model.collab_size = 8
   model = sg_detr.create(c)
   names = param_map.flat_params(model)
   assert sorted(r[0] for r in param_map.sg_detr(c.model)) == sorted(names)
-  out = jax.eval_shape(lambda b, k: model(b, key=k, train=True), summary.dummy_batch(c, 2),
-                       jax.random.key(0, impl="rbg"))
+  batch = random_batch(c, 2)
+  out = outputs.flatten(jax.eval_shape(
+      lambda b, k: model(b, key=k, train=True, atss_targets=atss.training_targets(b, c.model)),
+      batch, jax.random.key(0, impl="rbg")))
   assert ("pred_iou" in out) == (row in "cde")
-  assert ("co_logits" in out) == (row == "e") == ("atss_logits" in out)
+  assert ("collab.logits" in out) == (row == "e") == ("atss_logits" in out)
   assert any("q_proj" in n for n in names) == (row == "a")
   assert any("global_saliency_head" in n for n in names) == (row in "de")

@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from configs import tiny
 from sg_detr_jax.data import pipeline, targets
+
+from conftest import tiny_config
 
 
 def _cfg(data_dir):
-  c = tiny.get_config()
+  c = tiny_config()
   c.data.data_dir = data_dir
-  c.data.video_dim, c.data.text_dim = 32, 24
   c.data.max_video_clips = 75
   return c
 

@@ -288,7 +288,8 @@ def test_safetensors_round_trip(tmp_path):
 
 def test_tiny_model_conversion_round_trip_keeps_forward():
   """Our params -> official names -> our params: the parameters and the forward are identical."""
-  from launch.summary import dummy_batch
+  from sg_detr_jax.data.random_batch import random_batch
+  from sg_detr_jax.models import outputs
   c = tiny.get_config()
   model = sg_detr.create(c)
   graphdef, params = nnx.split(model, nnx.Param)
@@ -296,11 +297,9 @@ def test_tiny_model_conversion_round_trip_keeps_forward():
                                nnx.state(sg_detr.create(c, rng_seed=1), nnx.Param))
   for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(back)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  batch = dummy_batch(c, 2)
-  batch["video"] = np.random.default_rng(0).normal(size=batch["video"].shape).astype(np.float32)
-  batch["text"] = np.random.default_rng(1).normal(size=batch["text"].shape).astype(np.float32)
+  batch = random_batch(c, 2)
   forward = jax.jit(lambda p, b: nnx.merge(graphdef, p)(b))
-  out1, out2 = forward(params, batch), forward(back, batch)
+  out1, out2 = (outputs.flatten(forward(p, batch)) for p in (params, back))
   assert set(out1) == set(out2) and "pred_spans" in out1
   for k in out1:
     np.testing.assert_array_equal(np.asarray(out1[k]), np.asarray(out2[k]), err_msg=k)
@@ -310,8 +309,7 @@ def test_compare_torch_benchmark_runs_both_sides(capsys):
   import sys
   sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
   import compare_torch
-  result = compare_torch.main(["--torch-adapter", "torch_mlp_adapter:make", "--config",
-                               "configs/tiny.py", "--batch", "2", "--steps", "1"])
+  result = compare_torch.run(tiny.get_config(), "torch_mlp_adapter:make", batch=2, steps=1)
   for side in ("jax", "torch"):
     assert result[side]["train_s"] > 0 and result[side]["infer_s"] > 0
   assert result["train_speedup"] == pytest.approx(result["torch"]["train_s"] / result["jax"]["train_s"])

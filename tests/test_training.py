@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from launch import config_flags
+from launch import cli
 from sg_detr_jax import jsonl
 from sg_detr_jax.data.pipeline import device_arrays, train_dataset
 from sg_detr_jax.training import steps as steps_lib
@@ -21,7 +21,7 @@ def test_overfits_one_batch(synthetic_tfds):
   ds, n = train_dataset(c.data, c.train.batch_size, c.seed)
   batch = device_arrays(next(iter(ds)))
   graphdef, state, tx, schedule = build(c, n // c.train.batch_size)
-  step = steps_lib.make_train_step(graphdef, c, tx, schedule)
+  step = steps_lib.make_train_step(c, n // c.train.batch_size)
   key = jax.random.key(0, impl=c.train.prng_impl)
   losses = []
   for _ in range(20):
@@ -71,15 +71,49 @@ def test_evaluate_cli_writes_official_files(trained):
 
 
 def test_config_overrides_and_errors():
-  c = config_flags.load("configs/tiny.py", ["--config.train.batch_size=8",
-                                            "--config.optim.lr", "1e-3",
-                                            "--config.model.proposal_widths=(0.1, 0.2, 0.3, 0.4)"])
+  """ml_collections' config_flags parser (the command line's, via launch.cli.load_config)."""
+  from absl import flags
+  c = cli.load_config("configs/tiny.py", ["--config.train.batch_size=8",
+                                          "--config.optim.lr", "1e-3",
+                                          "--config.model.proposal_widths=(0.1, 0.2, 0.3, 0.4)"])
   assert c.train.batch_size == 8 and c.optim.lr == 1e-3
   assert c.model.proposal_widths == (0.1, 0.2, 0.3, 0.4)
-  with pytest.raises(KeyError, match="no field"):
-    config_flags.load("configs/tiny.py", ["--config.train.batchsize=8"])
-  with pytest.raises(ValueError, match="as a int"):
-    config_flags.load("configs/tiny.py", ["--config.train.batch_size=abc"])
+  assert c.is_locked
+  with pytest.raises(KeyError, match="no field: 'batchsize'"):
+    cli.load_config("configs/tiny.py", ["--config.train.batchsize=8"])
+  with pytest.raises(KeyError, match="no field: 'nosuch'"):
+    cli.load_config("configs/tiny.py", ["--config.nosuch.x=1"])
+  with pytest.raises(flags.IllegalFlagValueError, match="batch_size=abc"):
+    cli.load_config("configs/tiny.py", ["--config.train.batch_size=abc"])
+  with pytest.raises(flags.IllegalFlagValueError, match="batch_size=1.5"):
+    cli.load_config("configs/tiny.py", ["--config.train.batch_size=1.5"])
+  with pytest.raises(OSError, match="nosuch.py"):
+    cli.load_config("configs/nosuch.py")
+  row_c = cli.load_config("configs/ablations/common.py:c")  # get_config("c")
+  assert row_c.model.iou_head and not row_c.model.saliency_amplifier
+
+
+def test_cli_flags_and_errors():
+  """The absl command line: old argparse spellings still parse, bad overrides stop with the field
+  named (no traceback), --help works without --config."""
+  import subprocess
+  import sys
+  args = [sys.executable, "-c", "from launch import train, cli; import sys; "
+          "from absl import flags; train.define_flags(); cli._parse_flags(sys.argv); "
+          "f = flags.FLAGS; print(f.progress, f.workdir, f.config.seed, f.config.train.batch_size)"]
+  for spelling in ("--no-progress", "--noprogress", "--progress=false"):
+    out = subprocess.run([*args, "--config", "configs/tiny.py", "--workdir=w", spelling,
+                          "--config.seed=3", "--config.train.batch_size", "5"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "w", "3", "5"], (spelling, out)
+  for override, message in (("--config.train.batchsize=3", 'no field: \'batchsize\''),
+                            ("--config.train.batch_size=x", "batch_size=x")):
+    r = subprocess.run([*args, "--config=configs/tiny.py", "--workdir=w", override],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+  r = subprocess.run([sys.executable, "-m", "launch.train", "--help"], capture_output=True,
+                     text=True)  # absl exits with 1 after printing the help
+  assert "--[no]progress" in r.stdout and "--config.a.b=v" in r.stdout, r.stderr
 
 
 def test_kill_9_mid_run_then_rerun_matches_the_uninterrupted_run(trained, tmp_path):
@@ -91,7 +125,7 @@ def test_kill_9_mid_run_then_rerun_matches_the_uninterrupted_run(trained, tmp_pa
   from conftest import BACKGROUND, overrides_for  # the module pytest loaded
   c, ref_dir, _ = trained
   thread, result, cmd, workdir = BACKGROUND["interrupted"]  # started with the session
-  assert cmd[cmd.index("--no-progress") + 1:] == overrides_for(c)  # the trained fixture's config
+  assert cmd[cmd.index("--noprogress") + 1:] == overrides_for(c)  # the trained fixture's config
   thread.join(timeout=900)
   assert result["returncode"] == -signal.SIGKILL, result["stderr"][-3000:]
   assert Checkpoints(workdir).latest() == 12, "the run ended before it could be interrupted"

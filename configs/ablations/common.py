@@ -5,6 +5,12 @@
 (c) + IoU scoring head (eq. 10)
 (d) + saliency amplifier and global saliency (eq. 7-9)
 (e) + hybrid ATSS head and its collab query group = the full model
+
+A row by its letter (the same config as configs/ablations/row_c.py):
+
+  python -m launch.train --config configs/ablations/common.py:c --workdir workdirs/ablation_c
+
+Result: not measured here (needs the real features).
 """
 
 from configs import qvhighlights

@@ -22,8 +22,8 @@ from sg_detr_jax import jsonl
 from sg_detr_jax.data.datasets import get_spec
 from sg_detr_jax.data.tfds_source import open_split
 from sg_detr_jax.evaluation import evaluate
-from sg_detr_jax.evaluation.moment_retrieval import cross_iou
 from sg_detr_jax.evaluation.submission import make_record
+from sg_detr_jax.inference.postprocess import nms
 
 WINDOW_LENGTHS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)  # clips
 NMS_IOU = 0.5
@@ -51,15 +51,7 @@ def windows_from_scores(scores: np.ndarray, clip_len: float) -> np.ndarray:
     inside = (csum[starts + length] - csum[starts]) / length
     outside = (total - inside * length) / max(n - length, 1)
     cands.append(np.stack([starts, starts + length, inside - outside], axis=1))
-  cands = np.concatenate(cands)
-  cands = cands[np.argsort(-cands[:, 2], kind="stable")]
-  keep = []
-  for row in cands:
-    if all(cross_iou(row[None, :2], k[None, :2])[0, 0] <= NMS_IOU for k in keep):
-      keep.append(row)
-      if len(keep) == TOP_K:
-        break
-  out = np.array(keep)
+  out = nms(np.concatenate(cands), NMS_IOU, TOP_K)
   out[:, :2] *= clip_len
   return out
 

@@ -109,22 +109,39 @@ def train_dataset(data_cfg, batch_size: int, seed: int, process_index: int = 0,
                   process_count: int = 1) -> tuple[grain.MapDataset, int]:
   """An endless, seeded stream of training batches and the number of examples of one epoch.
 
-  Each process reads its own slice of the split (`process_index::process_count`) and batches
-  `batch_size` examples of it (the per-process batch).
+  The stream of GLOBAL batches (`batch_size` examples each) is the same whatever the process
+  count: the split is shuffled (reshuffled every epoch) and repeated, and each element's targets
+  use an RNG derived from its global index. Process `process_index` of `process_count` yields rows
+  `[process_index * b, (process_index + 1) * b)` of every global batch, b = batch_size //
+  process_count, so the processes together feed exactly the global batch (`sharding.shard_batch`
+  concatenates their rows in process order), every example of an epoch is read by exactly one
+  process, and an epoch whose size is not a multiple of the batch continues into the next one (no
+  example is dropped). Only this process's rows are read and processed.
+
+  Args:
+    batch_size: the global batch size (divisible by `process_count`).
+
+  Returns:
+    (dataset of this process's batches, number of examples of the whole split).
   """
+  if batch_size % process_count:
+    raise ValueError(f"the batch size {batch_size} is not divisible by the {process_count} "
+                     "processes")
   source, metadata = open_split(data_cfg.data_dir, data_cfg.dataset, data_cfg.train_split)
   processor = ExampleProcessor(data_cfg, metadata, train=True)
   ds = grain.MapDataset.source(source)
-  if process_count > 1:
-    # Equal slices (the remainder is dropped) so every process runs the same number of steps.
-    ds = ds[:len(ds) - len(ds) % process_count][process_index::process_count]
   num_examples = len(ds)
   if num_examples < batch_size:
-    raise ValueError(f"the {data_cfg.train_split!r} split has {num_examples} examples for this "
-                     f"process, fewer than the batch size {batch_size}")
-  ds = (ds.shuffle(seed=seed).repeat(None)
-        .random_map(processor, seed=seed + 1)
-        .batch(batch_size, drop_remainder=True, batch_fn=collate))
+    raise ValueError(f"the {data_cfg.train_split!r} split has {num_examples} examples, fewer "
+                     f"than the batch size {batch_size}")
+  local = batch_size // process_count
+  ds = ds.shuffle(seed=seed).repeat(None).random_map(processor, seed=seed + 1)
+  ds = ds.batch(local, drop_remainder=True, batch_fn=collate)
+  if process_count > 1:
+    # Global element g = step * batch_size + process_index * local + row: in chunks of `local`,
+    # global step s is chunks s * process_count + 0 .. process_count - 1. grain's map datasets
+    # are lazy, so the other processes' chunks are never read here.
+    ds = ds[process_index::process_count]
   return ds, num_examples
 
 

@@ -31,6 +31,9 @@ def fmt2(value: float) -> float:
 def cross_iou(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
   """1-D IoU of every predicted window with every ground-truth window.
 
+  The package's one numpy interval IoU (post-processing NMS and fusion use it too): computed in the
+  inputs' dtype, NaN where the union is 0 (0/0 never passes a `>` threshold).
+
   Args:
     pred: [P, 2] (start, end).
     gt: [G, 2] (start, end).

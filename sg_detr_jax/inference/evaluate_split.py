@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import jax
+
 from sg_detr_jax import jsonl
 from sg_detr_jax.data.pipeline import eval_view
 from sg_detr_jax.evaluation import evaluate
@@ -24,6 +26,10 @@ def evaluate_split(predict_step, params, config, split: str, out_dir: str | None
   The lists follow `config.postprocess` (official convention by default: the DETR file keeps the
   official class-probability row order, see inference/postprocess.py).
 
+  Several processes: each one predicts (or, with a mesh-wide `predict_step`, helps predict) the
+  whole split and computes the same records and metrics (every process needs the score, e.g. to
+  rank checkpoints); only process 0 writes the files.
+
   Args:
     head: whose metrics are returned, "fused" | "detr"; None = the main head (fused unless
       `postprocess.fused` is False). Training passes `train.best_head`.
@@ -35,6 +41,8 @@ def evaluate_split(predict_step, params, config, split: str, out_dir: str | None
     raise ValueError(f"head must be 'fused' or 'detr', not {head!r}")
   records, _ = predict_split(predict_step, params, config, split, progress)
   main = "fused" if config.postprocess.fused else "detr"
+  if out_dir and jax.process_index() != 0:
+    out_dir = None  # process 0 writes
   if out_dir:
     os.makedirs(out_dir, exist_ok=True)
     jsonl.write_jsonl(os.path.join(out_dir, f"{split}_preds.jsonl"), records[main])

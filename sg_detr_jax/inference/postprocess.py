@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from sg_detr_jax.evaluation.moment_retrieval import cross_iou
 from sg_detr_jax.models import atss as atss_ops
+from sg_detr_jax.models.outputs import Predictions
 
 CONVENTIONS = ("official", "ranked")
 _F32 = np.float32
@@ -63,6 +65,131 @@ def _convention(pp) -> str:
   return pp.convention
 
 
+# ---- both conventions: NMS and weighted boxes fusion ---------------------------------------------
+def nms(rows: np.ndarray, iou_threshold: float, top_k: int | None, *, score_col: int = 2,
+        keep_ties: bool = False) -> np.ndarray:
+  """Greedy 1-D NMS, as torchvision's on [x1, 0, x2, 1] boxes, of rows [N, C] (start, end, ...).
+
+  Rows are sorted by `rows[:, score_col]` (descending, stable); a row is suppressed by a kept one at
+  IoU > iou_threshold (IoU in the rows' dtype; 0/0 never suppresses).
+
+  Args:
+    rows: [N, C] in any order.
+    iou_threshold: suppression IoU.
+    top_k: at most this many rows (None or 0: no limit). With keep_ties (the official
+      fpn_post_nms_top_n), every kept row scoring at least the top_k-th best stays (ties included).
+    score_col: the score column.
+    keep_ties: see top_k.
+
+  Returns:
+    the kept rows, by score.
+  """
+  rows = rows[np.argsort(-rows[:, score_col], kind="stable")]
+  keep = []
+  alive = np.ones(len(rows), bool)
+  for i in range(len(rows)):
+    if not alive[i]:
+      continue
+    keep.append(i)
+    if top_k and not keep_ties and len(keep) == top_k:
+      break
+    alive[i + 1:] &= ~(cross_iou(rows[i:i + 1, :2], rows[i + 1:, :2])[0] > iou_threshold)
+  rows = rows[keep]
+  if top_k and keep_ties and len(rows) > top_k:
+    threshold = np.sort(rows[:, score_col])[len(rows) - top_k]
+    rows = rows[rows[:, score_col] >= threshold]
+  return rows
+
+
+def _descending(x: np.ndarray, later_first: bool) -> np.ndarray:
+  """Indices sorting x in descending order; ties keep their order, or with later_first (a reversed
+  stable ascending sort, as the official code) the later one comes first."""
+  return np.argsort(x, kind="stable")[::-1] if later_first else np.argsort(-x, kind="stable")
+
+
+def _fuse(members: np.ndarray, official: bool) -> tuple[float, float, float]:
+  """One fused box of its members [n, 3] (weighted conf, x1, x2): the mean weighted conf and the
+  conf-weighted mean span. official: the box accumulated member by member in float32 (a torch
+  tensor there), conf and box rounded to float32."""
+  if not official:
+    box = (members[:, 1:] * members[:, :1]).sum(0) / members[:, 0].sum()
+    return members[:, 0].mean(), box[0], box[1]
+  box = np.zeros(2, _F32)
+  total = _F64(0)
+  for m in members:
+    box = (box.astype(_F64) + m[0] * m[1:]).astype(_F32)
+    total += m[0]
+  box = (box.astype(_F64) / total).astype(_F32)
+  return _F32(members[:, 0].mean()), box[0], box[1]
+
+
+def weighted_boxes_fusion(lists, weights, span_seconds: float, iou_threshold: float, skip: float,
+                          *, official: bool = False) -> np.ndarray:
+  """1-D weighted boxes fusion (ZFTurbo, conf_type "avg") of several window lists.
+
+  Spans are normalised by `span_seconds` and clipped to [0, 1]; entries with confidence < skip or
+  zero length are dropped; each weighs w * conf. Greedy clustering, best entry first, against the
+  fused boxes at IoU > iou_threshold; a fused box is the (w * conf)-weighted mean of its members and
+  its score the members' mean w * conf, rescaled by min(n_lists, |cluster|) / sum(weights).
+
+  official=True follows the official code's dtypes so the result matches it bit for bit: lists are
+  float32, spans normalised and compared with skip in float32, reversed spans swapped, the first
+  list's weighted confidence in float64 and the others' in float32 (torch tensors there), fused
+  boxes as `_fuse`, the rescale as (score * count) / sum(weights), ties in either sort broken
+  later-entry-first. Otherwise (ranked) everything is float64 and ties keep the entry order.
+
+  Args:
+    lists: [N_i, 3] (start, end, conf) in seconds, one list per model.
+    weights: one weight per list.
+    span_seconds: the span normaliser, seconds.
+    iou_threshold: an entry joins a fused box at IoU > this.
+    skip: confidence threshold.
+    official: see above.
+
+  Returns:
+    [M, 3] float64 (start, end, score) in seconds, sorted by score.
+  """
+  dtype = _F32 if official else _F64
+  weights = np.asarray(weights, _F64)
+  entries = []  # (weighted conf, x1, x2)
+  for k, (windows, w) in enumerate(zip(lists, weights)):
+    windows = np.asarray(windows, dtype).reshape(-1, 3)
+    for (x1, x2), s in zip(windows[:, :2] / dtype(span_seconds), windows[:, 2]):
+      if not s >= dtype(skip):
+        continue
+      x1, x2 = float(x1), float(x2)
+      if official and x2 < x1:
+        x1, x2 = x2, x1
+      x1, x2 = min(max(x1, 0.0), 1.0), min(max(x2, 0.0), 1.0)
+      if not x2 > x1:
+        continue
+      entries.append((float(s * _F32(w)) if official and k else float(s) * float(w), x1, x2))
+  if not entries:
+    return np.zeros((0, 3))
+  entries = np.asarray(entries, _F64)
+  entries = entries[_descending(entries[:, 0], official)]
+  members: list[list[np.ndarray]] = []
+  fused = np.zeros((0, 3))  # (conf, x1, x2)
+  for e in entries:
+    if len(fused):
+      ious = cross_iou(e[None, 1:], fused[:, 1:])[0]
+      j = int(np.argmax(ious))
+      if ious[j] > iou_threshold:
+        members[j].append(e)
+        fused[j] = _fuse(np.asarray(members[j]), official)
+        continue
+    members.append([e])
+    fused = np.vstack([fused, e])
+  counts = np.array([min(len(lists), len(m)) for m in members], _F64)
+  if official:
+    score = fused[:, 0] * counts / weights.sum()
+  else:
+    score = fused[:, 0] * (counts / weights.sum())
+  order = _descending(score, official)
+  return np.stack([fused[order, 1] * float(span_seconds), fused[order, 2] * float(span_seconds),
+                   score[order]], axis=1)
+
+
 # ---- ranked convention (paper eq. 10) ----------------------------------------------------------
 def detr_windows(spans, logits, iou_logits, span_seconds, duration) -> np.ndarray:
   """spans [Q, 2] (c, w) normalised by `span_seconds` -> [Q, 3] sorted by confidence."""
@@ -74,28 +201,6 @@ def detr_windows(spans, logits, iou_logits, span_seconds, duration) -> np.ndarra
   ed = np.clip((spans[:, 0] + spans[:, 1] / 2) * span_seconds, 0, duration)
   out = np.stack([st, ed, score], axis=1)
   return out[np.argsort(-score, kind="stable")]
-
-
-def interval_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """IoU of one interval a [2] against b [N, 2]."""
-  inter = np.clip(np.minimum(a[1], b[:, 1]) - np.maximum(a[0], b[:, 0]), 0, None)
-  union = (a[1] - a[0]) + (b[:, 1] - b[:, 0]) - inter
-  return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
-def nms(windows: np.ndarray, iou_threshold: float, top_k: int) -> np.ndarray:
-  """Greedy 1-D NMS on [N, 3] windows (any order) -> at most top_k, by score."""
-  windows = windows[np.argsort(-windows[:, 2], kind="stable")]
-  keep = []
-  alive = np.ones(len(windows), bool)
-  for i in range(len(windows)):
-    if not alive[i]:
-      continue
-    keep.append(i)
-    if len(keep) == top_k:
-      break
-    alive[i + 1:] &= interval_iou(windows[i, :2], windows[i + 1:, :2]) <= iou_threshold
-  return windows[keep]
 
 
 def atss_windows(logits, deltas, ctr, anchors, anchor_mask, clip_len, duration, pp) -> np.ndarray:
@@ -112,48 +217,6 @@ def atss_windows(logits, deltas, ctr, anchors, anchor_mask, clip_len, duration, 
   return nms(windows, pp.atss_nms_iou, pp.atss_top_k)
 
 
-def weighted_boxes_fusion(lists, weights, span_seconds, iou_threshold, skip) -> np.ndarray:
-  """1-D WBF (ZFTurbo, conf_type "avg") of several [N, 3] window lists -> fused [M, 3].
-
-  Spans are normalised by `span_seconds` and clipped to [0, 1]; entries shorter than zero or with
-  confidence < skip are dropped; each entry weighs w * conf. Greedy clustering against the fused
-  boxes at IoU > iou_threshold; the fused box is the (w * conf)-weighted mean of its members and
-  its score the members' mean w * conf, rescaled by min(n_lists, |cluster|) / sum(weights).
-  """
-  entries = []
-  for windows, w in zip(lists, weights):
-    for st, ed, conf in np.asarray(windows, np.float64).reshape(-1, 3):
-      st, ed = np.clip([st / span_seconds, ed / span_seconds], 0, 1)
-      if ed > st and conf >= skip:
-        entries.append((st, ed, w * conf))
-  if not entries:
-    return np.zeros((0, 3))
-  entries = np.asarray(entries)
-  entries = entries[np.argsort(-entries[:, 2], kind="stable")]
-  members: list[list[np.ndarray]] = []
-  fused = np.zeros((0, 3))
-  for e in entries:
-    best = -1
-    if len(fused):
-      ious = interval_iou(e[:2], fused[:, :2])
-      j = int(np.argmax(ious))
-      if ious[j] > iou_threshold:
-        best = j
-    if best < 0:
-      members.append([e])
-      fused = np.vstack([fused, e])
-      continue
-    members[best].append(e)
-    m = np.asarray(members[best])
-    box = (m[:, :2] * m[:, 2:3]).sum(0) / m[:, 2].sum()
-    fused[best] = (box[0], box[1], m[:, 2].mean())
-  scale = np.array([min(len(lists), len(m)) for m in members]) / float(np.sum(weights))
-  fused[:, 2] *= scale
-  fused = fused[np.argsort(-fused[:, 2], kind="stable")]
-  fused[:, :2] *= span_seconds
-  return fused
-
-
 def clean_windows(windows: np.ndarray, clip_len: float, duration: float) -> np.ndarray:
   """Clamp to [0, duration], round to multiples of clip_len, widen windows shorter than a clip
   (ranked convention)."""
@@ -167,15 +230,15 @@ def clean_windows(windows: np.ndarray, clip_len: float, duration: float) -> np.n
   return w
 
 
-def _ranked_sample(out: dict, i: int, span_seconds: float, clip_len: float, duration: float,
+def _ranked_sample(out: Predictions, i: int, span_seconds: float, clip_len: float, duration: float,
                    pp) -> dict[str, np.ndarray]:
-  detr = detr_windows(out["pred_spans"][-1, i], out["pred_logits"][-1, i],
-                      out["pred_iou"][-1, i] if "pred_iou" in out else None, span_seconds,
+  detr = detr_windows(out.pred_spans[-1, i], out.pred_logits[-1, i],
+                      out.pred_iou[-1, i] if out.pred_iou is not None else None, span_seconds,
                       duration)
   result = {"detr": clean_windows(detr, clip_len, duration)}
-  if "atss_logits" in out:
-    a = atss_windows(out["atss_logits"][i], out["atss_deltas"][i], out["atss_ctr"][i],
-                     out["anchors"], out["anchor_mask"][i], clip_len, duration, pp)
+  if out.atss_logits is not None:
+    a = atss_windows(out.atss_logits[i], out.atss_deltas[i], out.atss_ctr[i],
+                     out.anchors, out.anchor_mask[i], clip_len, duration, pp)
     fused = weighted_boxes_fusion([detr, a], pp.wbf_weights, span_seconds, pp.wbf_iou, pp.wbf_skip)
     # An untrained model may have nothing above the fusion's skip threshold: fall back to DETR.
     result["fused"] = clean_windows(fused, clip_len, duration) if len(fused) else result["detr"]
@@ -222,31 +285,6 @@ def official_clean(windows: np.ndarray, pp) -> np.ndarray:
   return w
 
 
-def official_nms(rows: np.ndarray, iou_threshold: float, top_k: int | None,
-                 score_col: int = 2) -> np.ndarray:
-  """Greedy NMS as torchvision's on [x1, 0, x2, 1] boxes: rows sorted by score (stable), a row is
-  suppressed by a kept one at IoU > threshold (IoU in the rows' dtype; 0/0 never suppresses);
-  then, with top_k, every row scoring at least the top_k-th best is kept (ties included)."""
-  rows = rows[np.argsort(-rows[:, score_col], kind="stable")]
-  x1, x2 = rows[:, 0], rows[:, 1]
-  area = x2 - x1
-  keep = []
-  alive = np.ones(len(rows), bool)
-  with np.errstate(invalid="ignore", divide="ignore"):
-    for i in range(len(rows)):
-      if not alive[i]:
-        continue
-      keep.append(i)
-      inter = np.maximum(np.minimum(x2[i], x2[i + 1:]) - np.maximum(x1[i], x1[i + 1:]), 0)
-      iou = inter / (area[i] + area[i + 1:] - inter)
-      alive[i + 1:] &= ~(iou > iou_threshold)
-  rows = rows[keep]
-  if top_k and len(rows) > top_k:
-    threshold = np.sort(rows[:, score_col])[len(rows) - top_k]
-    rows = rows[rows[:, score_col] >= threshold]
-  return rows
-
-
 def _decode32(deltas: np.ndarray, anchors: np.ndarray) -> np.ndarray:
   """`atss.decode` in float32 numpy: deltas [..., A, 2], anchors [A, 2] -> [..., A, 2]."""
   d, a = np.asarray(deltas, _F32), np.asarray(anchors, _F32)
@@ -258,69 +296,12 @@ def _decode32(deltas: np.ndarray, anchors: np.ndarray) -> np.ndarray:
   return np.stack([pc - half, pc + half], axis=-1)
 
 
-def official_wbf(detr_raw: np.ndarray, atss_rows: np.ndarray, pp) -> np.ndarray:
-  """The official 1-D WBF of the DETR list [Q, 4] (start, end, p, u; float32) and the fusion's ATSS
-  list [K, 3] (float32) -> [M, 3] float64 sorted by fused score (stable on ties, later entry first).
-
-  The arithmetic follows the official code's dtypes: spans / wbf_span_seconds in float32, the DETR
-  weighted confidence in float64 and the ATSS one in float32 (a torch tensor there), a fused box
-  accumulated in float32 (its score stored as float32), the rescale in float64.
-  """
-  norm = _F32(pp.wbf_span_seconds)
-  p, u = detr_raw[:, 2], detr_raw[:, 3]
-  conf = {"probs": p, "iou": u, "combo": np.sqrt(p * u)}[pp.wbf_score]
-  weights = np.asarray(pp.wbf_weights, _F64)
-  lists = ((detr_raw[:, :2] / norm, conf, False), (atss_rows[:, :2] / norm, atss_rows[:, 2], True))
-  entries = []  # (weighted conf, weight, x1, x2)
-  for (spans, scores, conf_f32), w in zip(lists, weights):
-    for (x1, x2), s in zip(spans, scores):
-      if _F32(s) < _F32(pp.wbf_skip):
-        continue
-      x1, x2 = float(x1), float(x2)
-      if x2 < x1:
-        x1, x2 = x2, x1
-      x1, x2 = min(max(x1, 0.0), 1.0), min(max(x2, 0.0), 1.0)
-      if x2 - x1 == 0.0:  # zero-length segments are skipped
-        continue
-      wconf = float(_F32(s) * _F32(w)) if conf_f32 else float(s) * float(w)
-      entries.append((wconf, float(w), x1, x2))
-  if not entries:
-    return np.zeros((0, 3))
-  entries = np.asarray(entries, _F64)
-  entries = entries[np.argsort(entries[:, 0], kind="stable")[::-1]]
-  members: list[list[np.ndarray]] = []
-  fused = np.zeros((0, 4))
-  for e in entries:
-    if len(fused):
-      inter = np.maximum(np.minimum(fused[:, 3], e[3]) - np.maximum(fused[:, 2], e[2]), 0)
-      ious = inter / ((fused[:, 3] - fused[:, 2]) + (e[3] - e[2]) - inter)
-      j = int(np.argmax(ious))
-      if ious[j] > pp.wbf_iou:
-        members[j].append(e)
-        box = np.zeros(2, _F32)
-        total = _F64(0)
-        for m in members[j]:
-          box = (box.astype(_F64) + m[0] * m[2:]).astype(_F32)
-          total += m[0]
-        fused[j, 0] = _F32(np.mean([m[0] for m in members[j]]))
-        fused[j, 1] = _F32(sum(m[1] for m in members[j]))
-        fused[j, 2:] = (box.astype(_F64) / total).astype(_F32)
-        continue
-    members.append([e])
-    fused = np.vstack([fused, e])
-  counts = np.array([min(len(weights), len(m)) for m in members], _F64)
-  score = fused[:, 0] * counts / weights.sum()
-  order = np.argsort(score, kind="stable")[::-1]
-  return np.stack([fused[order, 2] * float(pp.wbf_span_seconds),
-                   fused[order, 3] * float(pp.wbf_span_seconds), score[order]], axis=1)
-
-
-def _official_detr_raw(out: dict, rows: np.ndarray, span_seconds: np.ndarray) -> np.ndarray:
+def _official_detr_raw(out: Predictions, rows: np.ndarray, span_seconds: np.ndarray) -> np.ndarray:
   """[R, Q, 4] float32 (start, end, p, u), rows of each sample ordered by p (descending)."""
-  spans = np.asarray(out["pred_spans"][-1], _F32)[rows]
-  p = _sigmoid32(np.asarray(out["pred_logits"][-1])[rows])
+  spans = np.asarray(out.pred_spans[-1], _F32)[rows]
+  p = _sigmoid32(np.asarray(out.pred_logits[-1])[rows])
   # Without an IoU head (ablation rows), the IoU score is the class probability.
-  u = _sigmoid32(np.asarray(out["pred_iou"][-1])[rows]) if "pred_iou" in out else p
+  u = _sigmoid32(np.asarray(out.pred_iou[-1])[rows]) if out.pred_iou is not None else p
   dur = np.asarray(span_seconds, _F32)[:, None]
   half = _F32(0.5) * spans[..., 1]
   st = np.minimum(np.maximum((spans[..., 0] - half) * dur, _F32(0)), dur)
@@ -340,7 +321,7 @@ def _official_detr_final(raw: np.ndarray, pp) -> list[np.ndarray]:
   result = []
   for r in rows:
     if pp.detr_nms_iou is not None:
-      r = official_nms(r, pp.detr_nms_iou, None, _SCORE_COLUMN[pp.detr_nms_score])
+      r = nms(r, pp.detr_nms_iou, None, score_col=_SCORE_COLUMN[pp.detr_nms_score])
     result.append(r[:, [0, 1, col]])
   return result
 
@@ -354,7 +335,7 @@ def _official_final(rows: np.ndarray, pp) -> np.ndarray:
                          _round_score(rows[:, 2:3], pp.score_decimals)], axis=1)
 
 
-def _official_batch(out: dict, rows: np.ndarray, span_seconds: np.ndarray, pp,
+def _official_batch(out: Predictions, rows: np.ndarray, span_seconds: np.ndarray, pp,
                     with_raw: bool) -> list[dict[str, np.ndarray]]:
   detr_raw = _official_detr_raw(out, rows, span_seconds)
   detr = _official_detr_final(detr_raw, pp)
@@ -362,13 +343,13 @@ def _official_batch(out: dict, rows: np.ndarray, span_seconds: np.ndarray, pp,
   if with_raw:
     for r, d in zip(results, detr_raw):
       r["detr_raw"] = d
-  if "atss_logits" not in out:
+  if out.atss_logits is None:
     for r in results:
       r["fused"] = r["detr"]
     return results
-  score = np.sqrt(_sigmoid32(np.asarray(out["atss_logits"])[rows])
-                  * _sigmoid32(np.asarray(out["atss_ctr"])[rows]))
-  boxes = _decode32(np.asarray(out["atss_deltas"])[rows], out["anchors"])
+  score = np.sqrt(_sigmoid32(np.asarray(out.atss_logits)[rows])
+                  * _sigmoid32(np.asarray(out.atss_ctr)[rows]))
+  boxes = _decode32(np.asarray(out.atss_deltas)[rows], out.anchors)
   boxes = boxes * _F32(pp.atss_seconds_per_unit)
   dur = np.asarray(span_seconds, _F32)[:, None, None]
   boxes = np.minimum(np.maximum(boxes, _F32(0)), dur)
@@ -376,14 +357,19 @@ def _official_batch(out: dict, rows: np.ndarray, span_seconds: np.ndarray, pp,
   # The anchor grid: with model.atss_anchor_grid = "batch" (official) `anchor_mask` marks every
   # anchor of the batch's padded grid, past a sample's own length too; rows of the static padding
   # beyond that grid do not exist in the official batch.
-  grid = np.asarray(out["anchor_mask"], bool)[rows] if "anchor_mask" in out else score > -1
+  grid = np.asarray(out.anchor_mask, bool)[rows] if out.anchor_mask is not None else score > -1
 
   def atss_list(k, pre, iou, top_k):  # candidates in anchor order (levels concatenated)
-    return official_nms(cand[k][grid[k] & (score[k] > _F32(pre))], iou, top_k)
+    return nms(cand[k][grid[k] & (score[k] > _F32(pre))], iou, top_k, keep_ties=True)
 
   for k, r in enumerate(results):
     comb = atss_list(k, pp.atss_pre_threshold, pp.atss_nms_iou, pp.atss_top_k)
-    fused = official_wbf(detr_raw[k], comb, pp)
+    # The DETR list with its fusion confidence (float32), then the official fusion.
+    p, u = detr_raw[k, :, 2], detr_raw[k, :, 3]
+    conf = {"probs": p, "iou": u, "combo": np.sqrt(p * u)}[pp.wbf_score]
+    detr_list = np.concatenate([detr_raw[k, :, :2], conf[:, None]], axis=1)
+    fused = weighted_boxes_fusion([detr_list, comb], pp.wbf_weights, pp.wbf_span_seconds,
+                                  pp.wbf_iou, pp.wbf_skip, official=True)
     r["fused"] = _official_final(fused, pp)
     if with_raw:
       aux = atss_list(k, pp.aux_pre_threshold, pp.aux_nms_iou, pp.aux_top_k)
@@ -393,9 +379,9 @@ def _official_batch(out: dict, rows: np.ndarray, span_seconds: np.ndarray, pp,
 
 
 # ---- entry points --------------------------------------------------------------------------------
-def batch_windows(out: dict, rows, span_seconds, clip_len, duration, pp,
+def batch_windows(out: Predictions, rows, span_seconds, clip_len, duration, pp,
                   with_raw: bool = False) -> list[dict[str, np.ndarray]]:
-  """Both prediction lists of samples `rows` of a batch of host outputs.
+  """Both prediction lists of samples `rows` of a batch of host `Predictions`.
 
   Args:
     out: the model's output dict (numpy), batch-first as documented in models/sg_detr.py.
@@ -421,16 +407,16 @@ def batch_windows(out: dict, rows, span_seconds, clip_len, duration, pp,
   return _official_batch(out, rows, span_seconds, pp, with_raw)
 
 
-def sample_windows(out: dict, i: int, span_seconds: float, clip_len: float, duration: float,
+def sample_windows(out: Predictions, i: int, span_seconds: float, clip_len: float, duration: float,
                    pp) -> dict[str, np.ndarray]:
-  """Both prediction lists of sample i of a batch of host outputs: {"detr": ..., "fused": ...}."""
+  """Both prediction lists of sample i of a batch of host `Predictions`: {"detr": ..., "fused": ...}."""
   return batch_windows(out, [i], span_seconds, clip_len, duration, pp)[0]
 
 
-def saliency_scores(out: dict, rows, num_real, num_valid, pp) -> list[np.ndarray]:
+def saliency_scores(out: Predictions, rows, num_real, num_valid, pp) -> list[np.ndarray]:
   """Clip scores (global saliency) of samples `rows`, float32: official, the `num_valid` rows the
   mask marks valid, cast through float16; ranked, the `num_real` clips with features."""
-  sal = np.asarray(out["saliency_global"])
+  sal = np.asarray(out.saliency_global)
   rows = np.asarray(rows, int).reshape(-1)
   official = _convention(pp) == "official"
   counts = np.broadcast_to(np.asarray(num_valid if official else num_real, int), rows.shape)

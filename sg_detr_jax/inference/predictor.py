@@ -62,17 +62,12 @@ def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
 def restore_workdir(workdir: str, checkpoint: str = "best"):
   """(config, params) of a workdir's `checkpoint` (best | latest | a step; best falls back to
   latest when nothing was evaluated)."""
-  from sg_detr_jax.training.checkpoints import Checkpoints  # pylint: disable=g-import-not-at-top
+  from sg_detr_jax.training.checkpoints import load_params  # pylint: disable=g-import-not-at-top
   from sg_detr_jax.training.loop import build  # pylint: disable=g-import-not-at-top
 
   config = load_workdir_config(workdir)
-  ckpts = Checkpoints(workdir)
-  if checkpoint == "best" and ckpts.best() is None:
-    checkpoint = "latest"
-  step = ckpts.resolve(checkpoint)
   _, state, _, _ = build(config, 1)
-  params = ckpts.restore_params(step, jax.eval_shape(lambda: state))
-  ckpts.close()
+  _, params = load_params(workdir, state["params"], checkpoint)
   return config, params
 
 
@@ -104,7 +99,7 @@ class Predictor:
     self.clip_len = float(meta.get("clip_len", self.spec.clip_len))
     self.params = params
     graphdef, _ = nnx.split(sg_detr.create(config), nnx.Param)
-    self.predict_step = steps_lib.make_predict_step(graphdef, config)
+    self.predict_step = steps_lib.make_predict_step(config)
     self._static_len = static_video_len(config.data)
     self._dims = model_input_dims(config.data)
 

@@ -77,24 +77,27 @@ def sigmoid_focal(logits, target, alpha, gamma):
   return alpha_t * ce * (1 - p_t) ** gamma
 
 
-def atss_losses(out, lw) -> dict:
+def atss_losses(pred, targets, lw) -> dict:
   """ATSS head losses over every valid anchor of the batch (architecture.md §6.3).
 
-  Uses out["atss_logits" / "atss_deltas" / "atss_ctr" / "anchors" / "anchor_mask" / "atss_labels"
-  / "atss_gt"]; spans in clip units.
+  Args:
+    pred: `Predictions` (atss_logits [B, A], atss_deltas [B, A, 2], atss_ctr [B, A]).
+    targets: `atss.Targets` (labels [B, A], gt [B, A, 2], anchors [A, 2], anchor_mask [B, A]),
+      clip units.
   """
-  valid = out["anchor_mask"]
-  pos = out["atss_labels"] & valid
+  valid = targets.anchor_mask
+  pos = targets.labels & valid
   n_pos = jnp.maximum(pos.sum(), 1).astype(jnp.float32)
-  anchors = jnp.broadcast_to(out["anchors"], out["atss_gt"].shape)
+  anchors = jnp.broadcast_to(targets.anchors, targets.gt.shape)
   # The official targets are the GT after a round trip through the box coder (whose width clamp
   # changes GTs more than 62.5x wider than their anchor).
-  gt = atss.decode(atss.encode(out["atss_gt"], anchors), anchors)
-  cls = sigmoid_focal(out["atss_logits"], pos.astype(jnp.float32), lw.atss_focal_alpha,
-                      lw.atss_focal_gamma)
+  gt = atss.decode(atss.encode(targets.gt, anchors), anchors)
+  logits, deltas, ctr = (x.astype(jnp.float32) for x in (pred.atss_logits, pred.atss_deltas,
+                                                          pred.atss_ctr))
+  cls = sigmoid_focal(logits, pos.astype(jnp.float32), lw.atss_focal_alpha, lw.atss_focal_gamma)
   ctr_target = jnp.where(pos, atss.centerness(anchors, gt), 0.0)
   ctr_sum = jnp.maximum((ctr_target * pos).sum(), 1e-6)
-  box = atss.decode(out["atss_deltas"], anchors)
+  box = atss.decode(deltas, anchors)
   # The end is raised to the start for the GIoU only; the smooth-L1 sees the raw decoded box.
   ordered = jnp.stack([box[..., 0], jnp.maximum(box[..., 0], box[..., 1])], axis=-1)
   _, giou = span_ops.iou_and_giou(ordered, gt)
@@ -103,5 +106,5 @@ def atss_losses(out, lw) -> dict:
       "label": (cls * valid).sum() / n_pos,
       "giou": (ctr_target * (1 - giou) * pos).sum() / ctr_sum,
       "span": (ctr_target * l1 * pos).sum() / ctr_sum,
-      "ctrness": (optax.sigmoid_binary_cross_entropy(out["atss_ctr"], ctr_target) * pos).sum() / n_pos,
+      "ctrness": (optax.sigmoid_binary_cross_entropy(ctr, ctr_target) * pos).sum() / n_pos,
   }

@@ -1,13 +1,14 @@
-"""The total SG-DETR objective, eq. (15) (architecture.md §6.5), from the model's output dict.
+"""The total SG-DETR objective, eq. (15) (architecture.md §6.5), from the model's training outputs.
 
-Every term is returned unweighted under a stable name (logged as is); the weights table comes from
-`config.loss` alone:
+Every term is returned unweighted under a stable name (logged as is). `weights_table` is the one
+explicit table from term name to weight, built from `config.loss` for the terms this config has:
   sal_{local,global}_{bce,neg,margin,rank}           x saliency
   {span,giou,label,quality}_{0..N-1}                 x span / giou / label / quality (per layer)
   enc_{span,giou,label,quality}                      x the same, x encoder_coef
   co_{label,span,giou}_{l}, dn_{label,span,giou}_{l} x the same, x collab_coef / denoise_coef
   atss_{label,span,giou,ctrness}                     x atss_*
   ms_align, momcls                                   x ms_align / momcls
+A term without a weight, or a weight without a term, is an error (`compute_losses`).
 """
 
 from __future__ import annotations
@@ -16,43 +17,47 @@ import jax.numpy as jnp
 
 from sg_detr_jax.losses import alignment, detection, saliency
 from sg_detr_jax.losses.matching import hungarian, match_cost
+from sg_detr_jax.models.atss import Targets
+from sg_detr_jax.models.outputs import TrainOutputs
+
+SALIENCY_TERMS = ("bce", "neg", "margin", "rank")
+GROUP_TERMS = ("label", "span", "giou")
+ATSS_TERMS = ("label", "span", "giou", "ctrness")
 
 
-def _base_weight(name: str, lw) -> float:
-  return {"span": lw.span, "giou": lw.giou, "label": lw.label, "quality": lw.quality}[name]
+def weights_table(config, num_layers: int) -> dict[str, float]:
+  """{term name: weight} of every term the objective of `config` has (N = `num_layers` decoder
+  layers; the quality terms with the IoU head, the groups and the ATSS head when enabled)."""
+  lw, m = config.loss, config.model
+  set_terms = {"span": lw.span, "giou": lw.giou, "label": lw.label}
+  if m.iou_head:
+    set_terms["quality"] = lw.quality
+  heads = ("local", "global") if m.global_saliency else ("local",)
+  table = {f"sal_{h}_{t}": lw.saliency for h in heads for t in SALIENCY_TERMS}
+  table.update({f"{t}_{i}": w for i in range(num_layers) for t, w in set_terms.items()})
+  # The query selector always has its IoU branch.
+  table.update({f"enc_{t}": lw.encoder_coef * w
+                for t, w in dict(set_terms, quality=lw.quality).items()})
+  for group, on, coef in (("co", m.collab, lw.collab_coef), ("dn", m.denoise, lw.denoise_coef)):
+    if on:
+      table.update({f"{group}_{t}_{i}": coef * set_terms[t]
+                    for i in range(num_layers) for t in GROUP_TERMS})
+  if m.atss:
+    table.update({f"atss_{t}": lw[f"atss_{t}"] for t in ATSS_TERMS})
+  table.update(ms_align=lw.ms_align, momcls=lw.momcls)
+  return {k: float(v) for k, v in table.items()}
 
 
-def weights_table(term_names, lw) -> dict[str, float]:
-  """The weight of every term name (see the module docstring)."""
-  table = {}
-  for name in term_names:
-    if name.startswith("sal_"):
-      w = lw.saliency
-    elif name.startswith("atss_"):
-      w = {"atss_label": lw.atss_label, "atss_span": lw.atss_span, "atss_giou": lw.atss_giou,
-           "atss_ctrness": lw.atss_ctrness}[name]
-    elif name in ("ms_align", "momcls"):
-      w = lw[name]
-    elif name.startswith("enc_"):
-      w = lw.encoder_coef * _base_weight(name[4:], lw)
-    elif name.startswith("co_"):
-      w = lw.collab_coef * _base_weight(name.split("_")[1], lw)
-    elif name.startswith("dn_"):
-      w = lw.denoise_coef * _base_weight(name.split("_")[1], lw)
-    else:
-      w = _base_weight(name.split("_")[0], lw)
-    table[name] = float(w)
-  return table
-
-
-def compute_losses(out: dict, batch: dict, config, mesh=None) -> tuple[jnp.ndarray, dict]:
+def compute_losses(out: TrainOutputs, targets: Targets | None, batch: dict, config, mesh=None
+                   ) -> tuple[jnp.ndarray, dict]:
   """Total loss and the dict of unweighted terms (all f32 scalars).
 
+  `targets`: the batch's ATSS assignment (`atss.training_targets`), needed with `model.atss`.
   `mesh`: the data-parallel mesh when the batch is sharded (the matcher then runs per shard).
   """
   lw = config.loss
-  out = {k: (v.astype(jnp.float32) if jnp.issubdtype(v.dtype, jnp.floating) else v)
-         for k, v in out.items()}
+  f32 = lambda x: x.astype(jnp.float32) if x is not None else None  # noqa: E731
+  p = out.predictions
   mask = batch["video_mask"].astype(bool)
   y = batch["saliency"]
   real_neg = saliency.real_negatives(batch["source_id"], batch["batch_mask"])
@@ -60,45 +65,51 @@ def compute_losses(out: dict, batch: dict, config, mesh=None) -> tuple[jnp.ndarr
   terms = {}
 
   # Without the global head (ablation rows a-c) the official code computes the local terms only.
-  for head in ("local", "global") if config.model.global_saliency else ("local",):
-    hd = saliency.saliency_losses(out[f"saliency_{head}"], out[f"saliency_{head}_neg"], y, mask,
-                                  batch["pos_idx"], batch["neg_idx"], real_neg, lw)
+  heads = {"local": (p.saliency_local, out.saliency_local_neg)}
+  if config.model.global_saliency:
+    heads["global"] = (p.saliency_global, out.saliency_global_neg)
+  for head, (s, s_neg) in heads.items():
+    hd = saliency.saliency_losses(f32(s), f32(s_neg), y, mask, batch["pos_idx"], batch["neg_idx"],
+                                  real_neg, lw)
     terms.update({f"sal_{head}_{k}": v for k, v in hd.items()})
 
   # One host round trip matches every decoder layer and the encoder proposals.
-  num_layers = out["pred_logits"].shape[0]
-  pred_iou = out.get("pred_iou")
-  costs = [match_cost(out["pred_spans"][i], out["pred_logits"][i],
-                      None if pred_iou is None else pred_iou[i], gt, lw) for i in range(num_layers)]
-  costs.append(match_cost(out["enc_spans"], out["enc_logits"], out["enc_iou"], gt, lw))
+  logits, spans, iou = f32(p.pred_logits), f32(p.pred_spans), f32(p.pred_iou)
+  enc = (f32(p.enc_spans), f32(p.enc_logits), f32(p.enc_iou))
+  num_layers = logits.shape[0]
+  layer_iou = lambda i: None if iou is None else iou[i]  # noqa: E731
+  costs = [match_cost(spans[i], logits[i], layer_iou(i), gt, lw) for i in range(num_layers)]
+  costs.append(match_cost(*enc, gt, lw))
   matches = hungarian(jnp.stack(costs), gt_mask[None], mesh,
                       config.mesh.data_axis if mesh is not None else None, batch_dim=1)
   for i in range(num_layers):
-    layer = detection.set_losses(out["pred_logits"][i], out["pred_spans"][i],
-                                 None if pred_iou is None else pred_iou[i], gt, gt_mask,
-                                 matches[i], lw.background_weight)
+    layer = detection.set_losses(logits[i], spans[i], layer_iou(i), gt, gt_mask, matches[i],
+                                 lw.background_weight)
     terms.update({f"{k}_{i}": v for k, v in layer.items()})
-  enc = detection.set_losses(out["enc_logits"], out["enc_spans"], out["enc_iou"], gt, gt_mask,
-                             matches[-1], lw.background_weight)
-  terms.update({f"enc_{k}": v for k, v in enc.items()})
+  enc_terms = detection.set_losses(enc[1], enc[0], enc[2], gt, gt_mask, matches[-1],
+                                   lw.background_weight)
+  terms.update({f"enc_{k}": v for k, v in enc_terms.items()})
 
-  for group, valid_key in (("co", "co_valid"), ("dn", "dn_valid")):
-    if f"{group}_logits" not in out:
+  for name, group in (("co", out.collab), ("dn", out.denoise)):
+    if group is None:
       continue
-    valid = jnp.broadcast_to(out[valid_key][None], out[f"{group}_label"].shape)
+    valid = jnp.broadcast_to(group.valid[None], group.label.shape)
     for i in range(num_layers):
-      g = detection.group_losses(out[f"{group}_logits"][i], out[f"{group}_spans"][i],
-                                 out[f"{group}_label"], out[f"{group}_target"], valid)
-      terms.update({f"{group}_{k}_{i}": v for k, v in g.items()})
+      g = detection.group_losses(f32(group.logits[i]), f32(group.spans[i]), group.label,
+                                 group.target, valid)
+      terms.update({f"{name}_{k}_{i}": v for k, v in g.items()})
 
-  if "atss_labels" in out and config.model.atss:
-    terms.update({f"atss_{k}": v for k, v in detection.atss_losses(out, lw).items()})
+  if config.model.atss:
+    terms.update({f"atss_{k}": v for k, v in detection.atss_losses(p, targets, lw).items()})
 
   relevant = (y > 0) & mask
   terms["ms_align"] = alignment.moment_sentence_alignment(
-      out["moment"], out["sentence"], lw.align_focal_alpha, lw.align_focal_gamma)
-  terms["momcls"] = alignment.moment_clip_classification(out["moment"], out["moment_memory"],
+      f32(out.moment), f32(out.sentence), lw.align_focal_alpha, lw.align_focal_gamma)
+  terms["momcls"] = alignment.moment_clip_classification(f32(out.moment), f32(out.moment_memory),
                                                          relevant, mask)
-  table = weights_table(terms, lw)
+  table = weights_table(config, num_layers)
+  if table.keys() != terms.keys():
+    raise ValueError(f"loss terms without a weight: {sorted(terms.keys() - table.keys())}; "
+                     f"weights without a term: {sorted(table.keys() - terms.keys())}")
   total = sum(table[k] * v for k, v in terms.items())
   return total, terms

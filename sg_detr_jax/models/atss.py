@@ -12,8 +12,10 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
 from sg_detr_jax import spans as span_ops
+from sg_detr_jax.models.fpn import FPN, STRIDES
 
 BOX_WEIGHTS = (10.0, 5.0)
 MAX_DW = math.log(1000.0 / 16)
@@ -52,14 +54,6 @@ def decode(deltas: jax.Array, anchors: jax.Array) -> jax.Array:
   return jnp.stack([pc - (pw - 1) / 2, pc + (pw - 1) / 2], axis=-1)
 
 
-def interval_iou(a: jax.Array, b: jax.Array) -> jax.Array:
-  """Pairwise IoU of [N, 2] and [M, 2] intervals -> [N, M] (0 where the union is 0)."""
-  inter = jnp.clip(jnp.minimum(a[:, None, 1], b[None, :, 1])
-                   - jnp.maximum(a[:, None, 0], b[None, :, 0]), 0)
-  union = (a[:, None, 1] - a[:, None, 0]) + (b[None, :, 1] - b[None, :, 0]) - inter
-  return jnp.where(union > 0, inter / jnp.where(union > 0, union, 1), 0.0)
-
-
 def assign(anchors: jax.Array, level_sizes, gt: jax.Array, gt_mask: jax.Array, top_k: int,
            anchor_mask: jax.Array | None = None):
   """ATSS assignment of one sample.
@@ -91,7 +85,7 @@ def assign(anchors: jax.Array, level_sizes, gt: jax.Array, gt_mask: jax.Array, t
         True))
     start += n
   cand = jnp.concatenate(cand, axis=1).T & anchor_mask[:, None]  # [A, G]
-  iou = interval_iou(anchors, gt)  # [A, G]
+  iou = span_ops.pairwise_iou(anchors, gt)  # [A, G]
   num = cand.sum(0)
   mean = (iou * cand).sum(0) / num
   std = jnp.sqrt(((iou - mean) ** 2 * cand).sum(0) / (num - 1))  # unbiased, as torch.std
@@ -132,3 +126,60 @@ def batch_targets(spans, span_mask, span_seconds, clip_len, anchors, level_sizes
   one = lambda g, gm, am: assign(anchors, level_sizes, g, gm, top_k, am)
   labels, matched, _ = jax.vmap(one)(gt, span_mask, anchor_mask)
   return labels, jnp.take_along_axis(gt, matched[..., None], axis=1)
+
+
+def grid_rows(video_mask: jax.Array, anchor_grid: str) -> jax.Array:
+  """[B, L] rows whose anchors are ATSS candidates (assignment, loss, post-processing).
+
+  "batch" (official): the batch's padded grid, i.e. every row up to the longest valid length of
+  the batch, including rows past a sample's own length. "sample": the sample's valid rows.
+  """
+  if anchor_grid == "sample":
+    return video_mask
+  if anchor_grid != "batch":
+    raise ValueError(f"model.atss_anchor_grid must be 'batch' or 'sample', got {anchor_grid!r}")
+  rows = jnp.arange(video_mask.shape[1]) < video_mask.sum(axis=1).max()
+  return jnp.broadcast_to(rows, video_mask.shape)
+
+
+def anchor_grid(video_mask: jax.Array, m) -> tuple[jax.Array, jax.Array]:
+  """The anchors of a batch and their candidate mask, from the video mask [B, L] alone.
+
+  Args:
+    video_mask: [B, L] bool; m: `config.model` (anchor_sizes, atss_anchor_grid).
+
+  Returns:
+    anchors [A, 2] (x1, x2) clip units over the static grid, anchor_mask [B, A] (`grid_rows`
+    through the FPN's level masks).
+  """
+  anchors, _ = make_anchors(video_mask.shape[1], STRIDES, m.anchor_sizes)
+  rows = grid_rows(video_mask, m.atss_anchor_grid)
+  return jnp.asarray(anchors), jnp.concatenate(FPN.level_masks(rows), axis=1)
+
+
+@struct.dataclass
+class Targets:
+  """ATSS training targets of a batch: labels [B, A] bool (positive anchors), gt [B, A, 2] the
+  matched GT (start, end) in clip units, anchors [A, 2], anchor_mask [B, A] (`anchor_grid`)."""
+  labels: jax.Array
+  gt: jax.Array
+  anchors: jax.Array
+  anchor_mask: jax.Array
+
+
+def training_targets(batch: dict, m) -> Targets:
+  """ATSS assignment of a training batch: it depends on the ground truth and the anchors only.
+
+  Args:
+    batch: video_mask [B, L], spans [B, W, 2] (c, w), span_mask [B, W], span_seconds [B],
+      clip_len [B]; m: `config.model` (anchor_sizes, atss_anchor_grid, atss_top_k,
+      atss_gt_tolerance).
+  """
+  video_mask = batch["video_mask"].astype(bool)
+  anchors, anchor_mask = anchor_grid(video_mask, m)
+  _, level = make_anchors(video_mask.shape[1], STRIDES, m.anchor_sizes)
+  level_sizes = tuple(int(n) for n in np.bincount(level))
+  labels, gt = batch_targets(batch["spans"], batch["span_mask"], batch["span_seconds"],
+                             batch["clip_len"], anchors, level_sizes, anchor_mask, m.atss_top_k,
+                             m.atss_gt_tolerance)
+  return Targets(labels=labels, gt=gt, anchors=anchors, anchor_mask=anchor_mask)

@@ -4,8 +4,6 @@ scale on the regression output and the centerness branch on the regression stem.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -35,7 +33,7 @@ class ATSSHead(nnx.Module):
   """Per level: class logit [B, n, 1], box deltas [B, n, 2], centerness logit [B, n, 1]."""
 
   def __init__(self, d: int, num_convs: int, num_levels: int, prior_prob: float, rngs: nnx.Rngs):
-    prior_logit = -math.log((1 - prior_prob) / prior_prob)
+    prior_logit = layers.prior_bias(prior_prob)
     self.cls_stem = Stem(d, num_convs, rngs)
     self.reg_stem = Stem(d, num_convs, rngs)
     self.cls_logits = _conv(d, 1, rngs, jax.nn.initializers.constant(prior_logit))

@@ -3,8 +3,6 @@ collab-group content mapper (architecture.md §3.10-3.11)."""
 
 from __future__ import annotations
 
-import math
-
 import jax
 from flax import nnx
 
@@ -36,7 +34,7 @@ class DETRHead(nnx.Module):
                            m.pe_temperature, m.iou_head, rngs)
     self.span_embed = layers.MLP(d, d, 2, 3, rngs, zero_last=True)
     self.class_embed = layers.linear(d, 1, rngs, layers.normal(0.01), jax.nn.initializers.constant(
-        math.log(m.prior_prob / (1 - m.prior_prob))))
+        layers.prior_bias(m.prior_prob)))
 
   def collab_content(self, features: jax.Array) -> jax.Array:
     """[B, K, d] FPN features at the chosen anchors -> collab content queries."""

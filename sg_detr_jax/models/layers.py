@@ -74,6 +74,11 @@ def leaky_relu_gain(slope: float) -> float:
   return math.sqrt(2.0 / (1 + slope ** 2))
 
 
+def prior_bias(prior_prob: float) -> float:
+  """The classifier bias -log((1 - p) / p), for which sigmoid(bias) = p (RetinaNet's prior init)."""
+  return -math.log((1 - prior_prob) / prior_prob)
+
+
 class KeySeq:
   """Hands out the randomness of one forward pass from one key; None stays None (deterministic).
 

@@ -8,8 +8,6 @@ reference = the detached proposal refined by a zero-initialised span MLP (invers
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -19,10 +17,6 @@ from sg_detr_jax.models import layers
 # Unsigmoided reference of an invalid proposal: sigmoid() of it is 1.0 in f32 and bf16 (the
 # official code uses +inf; a finite value keeps gradients of unselected rows finite).
 INVALID_PROPOSAL = 30.0
-
-
-def _logit(p: float) -> float:
-  return math.log(p / (1 - p))
 
 
 def proposals(level_masks, widths, valid_range):
@@ -59,7 +53,7 @@ class QuerySelector(nnx.Module):
                                     jax.nn.initializers.zeros)
     self.enc_output_norm = layers.layer_norm(d, rngs)
     self.span_embed = layers.MLP(d, d, 2, 3, rngs, zero_last=True)
-    bias = _logit(prior_prob)
+    bias = layers.prior_bias(prior_prob)
     self.class_embed = layers.linear(d, 1, rngs, layers.normal(0.01),
                                      jax.nn.initializers.constant(bias))
     self.iou_embed = layers.linear(d, 1, rngs, layers.normal(0.01),

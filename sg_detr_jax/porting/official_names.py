@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from sg_detr_jax.models.outputs import Predictions
+
 # Saliency parts: official log name -> our term (per head).
 _SALIENCY = {
     "log_saliency_bce_{h}": "sal_{h}_bce",
@@ -56,12 +58,14 @@ def to_official_terms(terms: dict, loss_cfg, num_decoder_layers: int) -> dict[st
   return out
 
 
-def head_outputs(forward: dict, num_levels: int) -> dict[str, np.ndarray]:
-  """Official forward arrays (`hd/`, `detr/`, `enc/`, `atss/` names of the golden files) in our
-  output layout: [layers, B, Q] logits without the trailing 1, ATSS levels concatenated."""
+def head_outputs(forward: dict, num_levels: int, anchor_mask: np.ndarray | None = None
+                 ) -> Predictions:
+  """Official forward arrays (`hd/`, `detr/`, `enc/`, `atss/` names of the golden files) as our
+  `Predictions`: [layers, B, Q] logits without the trailing 1, ATSS levels concatenated.
+  `anchor_mask` [B, A]: the ATSS candidates (the official files do not store them)."""
   squeeze = lambda x: np.asarray(x)[..., 0]
   levels = range(num_levels)
-  return {
+  return Predictions(**{
       "saliency_local": np.asarray(forward["hd/local_saliency"]),
       "saliency_global": np.asarray(forward["hd/global_saliency"]),
       "pred_logits": squeeze(forward["detr/logits"]),
@@ -74,4 +78,5 @@ def head_outputs(forward: dict, num_levels: int) -> dict[str, np.ndarray]:
       "atss_deltas": np.concatenate([forward[f"atss/reg_l{k}"] for k in levels], 1),
       "atss_ctr": np.concatenate([squeeze(forward[f"atss/ctr_l{k}"]) for k in levels], 1),
       "anchors": np.concatenate([forward[f"atss/anchors_l{k}"] for k in levels], 0),
-  }
+      "anchor_mask": anchor_mask,
+  })

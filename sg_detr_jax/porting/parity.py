@@ -23,10 +23,12 @@ import numpy as np
 LAYERED = ("pred_logits", "pred_spans", "pred_iou")
 
 
-def flat_outputs(out: dict) -> dict[str, np.ndarray]:
-  """Our eval outputs with per-decoder-layer stacks split into `<name>.<layer>` entries."""
+def flat_outputs(out) -> dict[str, np.ndarray]:
+  """Our eval outputs (`Predictions`) with per-decoder-layer stacks split into `<name>.<layer>`
+  entries."""
+  from sg_detr_jax.models import outputs  # pylint: disable=g-import-not-at-top
   flat = {}
-  for k, v in out.items():
+  for k, v in outputs.flatten(out).items():
     v = np.asarray(v)
     if k in LAYERED:
       for i in range(v.shape[0]):

@@ -1,23 +1,34 @@
 """orbax checkpoints that keep the latest step (for resuming) AND the best ones (for evaluation).
 
-orbax's `max_to_keep` + `best_fn` deletes the latest checkpoint when it is not among the best, so
-retention is done here explicitly: every save records the step's validation metric (if any) in
-`<dir>/scores.json`, then every step that is neither the latest nor among the `keep_best` best is
-deleted. Each checkpoint holds the train state, the input iterator state and the config.
+Retention is orbax's own `preservation_policy`: the latest step (`LatestN(1)`) plus the
+`keep_best` steps with the highest validation score (`BestN`). A step saved with a score carries
+it as orbax's per-step `metrics` ({"score": float}); a step saved without one (no evaluation that
+epoch) is not ranked: it is kept while it is the latest (or while there are no more than
+`keep_best` steps) and is never the best. Each checkpoint holds the train state, the input
+iterator state and the config.
+
+Saves are asynchronous (orbax's default): `save` returns once the arrays are copied to host
+memory, the files are written in a background thread and a step's directory appears only when it
+is complete (written under a temporary name, then renamed), so a killed run leaves its previous
+checkpoints intact. Reads wait for an unfinished save of this manager, and `close` waits for it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
-from sg_detr_jax import jsonl
+# The `metrics` orbax stores with a scored step; `_score` reads it back.
+_SCORE = "score"
 
-SCORES = "scores.json"
+
+def _score(metrics: dict) -> float:
+  return metrics[_SCORE]
 
 
 class CheckpointError(ValueError):
@@ -50,28 +61,34 @@ class Checkpoints:
   """Save / restore / select checkpoints under `<workdir>/checkpoints`."""
 
   def __init__(self, workdir: str, keep_best: int = 1):
+    """`keep_best`: how many of the best scored steps are kept besides the latest (saving only;
+    a reader's value does not matter)."""
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-    self.keep_best = keep_best
+    policies = ocp.checkpoint_managers
     self.manager = ocp.CheckpointManager(
         self.directory, item_names=("state", "data", "config"),
-        options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True))
-    path = os.path.join(self.directory, SCORES)
-    self.scores: dict[str, float] = {}
-    if os.path.isfile(path):
-      with open(path) as f:
-        self.scores = json.load(f)
+        options=ocp.CheckpointManagerOptions(
+            create=True,
+            # best_fn makes orbax write each save's metrics and rank steps in best_step();
+            # which steps survive is decided by the preservation policy alone.
+            best_fn=_score, best_mode="max",
+            preservation_policy=policies.AnyPreservationPolicy([
+                policies.LatestN(n=1),
+                # Ascending by score, the last `n` kept: the highest scores.
+                policies.BestN(get_metric_fn=_score, reverse=False, n=keep_best,
+                               keep_checkpoints_without_metrics=False)]),
+            enable_async_checkpointing=True))
 
   # -- queries -------------------------------------------------------------------------------
   def steps(self) -> list[int]:
     return sorted(self.manager.all_steps())
 
   def latest(self) -> int | None:
-    steps = self.steps()
-    return steps[-1] if steps else None
+    return self.manager.latest_step()
 
   def best(self) -> int | None:
-    scored = [(v, int(k)) for k, v in self.scores.items() if int(k) in self.steps()]
-    return max(scored)[1] if scored else None
+    """The step with the highest validation score; None when no step was saved with one."""
+    return self.manager.best_step()  # ranks only the steps saved with metrics
 
   def resolve(self, which: str) -> int:
     """'latest' | 'best' | a step number -> an existing step (clear error otherwise)."""
@@ -90,24 +107,17 @@ class Checkpoints:
 
   # -- save / restore ------------------------------------------------------------------------
   def save(self, step: int, state, data_state: dict, config, score: float | None = None):
+    """Starts an asynchronous save of `step` (returns once the arrays are on the host; the
+    caller may donate or overwrite `state` right away). `score`: the step's validation metric
+    (higher is better), None for a step saved without evaluation."""
+    metrics = None if score is None else {_SCORE: float(score)}
     self.manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
-        config=ocp.args.JsonSave(json.loads(config.to_json()))), force=True)
-    self.manager.wait_until_finished()
-    if score is not None:
-      self.scores[str(step)] = float(score)
-    self._retain()
+        config=ocp.args.JsonSave(json.loads(config.to_json()))), metrics=metrics, force=True)
 
-  def _retain(self):
-    steps = self.steps()
-    keep = {steps[-1]} if steps else set()
-    ranked = sorted(((v, int(k)) for k, v in self.scores.items() if int(k) in steps), reverse=True)
-    keep |= {s for _, s in ranked[:self.keep_best]}
-    for s in steps:
-      if s not in keep:
-        self.manager.delete(s)
-    self.scores = {k: v for k, v in self.scores.items() if int(k) in keep}
-    jsonl.write_json(os.path.join(self.directory, SCORES), self.scores)
+  def wait(self) -> None:
+    """Blocks until an unfinished save of this manager is on disk (and old steps deleted)."""
+    self.manager.wait_until_finished()
 
   def check_fits(self, step: int, abstract_state, params_only: bool = False) -> None:
     """Raises CheckpointError listing every missing, unexpected or differently shaped array of
@@ -147,18 +157,61 @@ class Checkpoints:
 
   def restore(self, step: int, abstract_state) -> tuple[dict, dict]:
     """(train state shaped like `abstract_state`, iterator state) of `step`."""
+    self.wait()  # a step this manager is still writing
     self.check_fits(step, abstract_state)
     target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, abstract_state)
     got = self._restore(step, ocp.args.Composite(
         state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
     return got["state"], got["data"]
 
-  def restore_params(self, step: int, abstract_state):
-    """Only the model parameters of `step` (evaluation, fine-tuning initialisation)."""
-    self.check_fits(step, abstract_state, params_only=True)
-    target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, abstract_state)
-    got = self._restore(step, ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+  def restore_params(self, step: int, params):
+    """Only the model parameters of `step`, shaped and placed like `params` (the model's
+    nnx.State of Params, arrays or abstract; abstract leaves without a sharding land on the first
+    local device). The optimizer state is not read."""
+    self.wait()
+    target = {"params": jax.tree_util.tree_map(_restore_target, params)}
+    self.check_fits(step, target, params_only=True)
+    got = self._restore(step, ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True)))
     return got["state"]["params"]
 
   def close(self):
+    """Waits for an unfinished save, then releases the manager."""
     self.manager.close()
+
+
+def _restore_target(x) -> jax.ShapeDtypeStruct:
+  x = ocp.utils.to_shape_dtype_struct(x)
+  if getattr(x, "sharding", None) is None:  # orbax would restore a numpy array
+    x = jax.ShapeDtypeStruct(x.shape, x.dtype,
+                             sharding=jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
+  return x
+
+
+def load_params(workdir: str, params, which: str = "best", *,
+                best_falls_back: bool = True) -> tuple[int, Any]:
+  """(step, model parameters) of checkpoint `which` of `workdir`: the one way to load a trained
+  model (evaluation, the Predictor, fine-tuning initialisation).
+
+  Args:
+    workdir: a launch.train workdir (its checkpoints are in `<workdir>/checkpoints`).
+    params: the model's nnx.State of Params (arrays or abstract, e.g. `state["params"]` of
+      `loop.build`); the result has its tree, shapes, dtypes and placement.
+    which: 'best' | 'latest' | a step number.
+    best_falls_back: 'best' means 'latest' when no step was saved with a validation score (a
+      split without labels); False raises FileNotFoundError instead.
+
+  Raises:
+    FileNotFoundError: no such checkpoint.
+    CheckpointError: the checkpoint is unreadable or does not fit `params` (every differing
+      array listed).
+  """
+  ckpts = Checkpoints(workdir)
+  try:
+    if which == "best" and best_falls_back and ckpts.best() is None:
+      which = "latest"
+    step = ckpts.resolve(str(which))
+    return step, ckpts.restore_params(step, params)
+  finally:
+    ckpts.close()

@@ -22,9 +22,9 @@ from sg_detr_jax.inference.evaluate_split import evaluate_split, gt_file
 from sg_detr_jax.models import sg_detr
 from sg_detr_jax.training import collab_size, provenance
 from sg_detr_jax.training import steps as steps_lib
-from sg_detr_jax.training.checkpoints import Checkpoints
-from sg_detr_jax.training.logger import MetricLogger
-from sg_detr_jax.training.optimizer import make_optimizer
+from sg_detr_jax.training.checkpoints import Checkpoints, load_params
+from sg_detr_jax.training.logger import MetricLogger, WindowMean
+from sg_detr_jax.training.optimizer import make_model_optimizer
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -34,7 +34,7 @@ class NonFiniteLossError(FloatingPointError):
 def build(config, steps_per_epoch: int):
   """(graphdef, fresh train state, tx, schedule) for `config`."""
   model = sg_detr.create(config)
-  tx, schedule = make_optimizer(config.optim, steps_per_epoch, model.params_without_gradient())
+  tx, schedule = make_model_optimizer(config, steps_per_epoch)
   graphdef, state = steps_lib.init_state(model, tx)
   return graphdef, state, tx, schedule
 
@@ -48,11 +48,8 @@ def _init_from(config, graphdef, state, tx):
   benchmarks/intervid_transfer.py.
   """
   path, _, which = config.train.init_checkpoint.partition(":")
-  ckpts = Checkpoints(path)
-  step = ckpts.resolve(which or "latest")
-  state = dict(state, params=ckpts.restore_params(step, state))
-  ckpts.close()
-  return state
+  _, params = load_params(path, state["params"], which or "latest", best_falls_back=False)
+  return dict(state, params=params)
 
 
 def train_and_evaluate(config, workdir: str, progress: bool = True) -> dict | None:
@@ -68,13 +65,11 @@ def train_and_evaluate(config, workdir: str, progress: bool = True) -> dict | No
   axis = config.mesh.data_axis
   sharding.check_batch_size(t.batch_size, mesh, axis)
   sharding.check_batch_size(t.eval_batch_size, mesh, axis)
-  if t.batch_size % jax.process_count():
-    raise ValueError(f"train.batch_size {t.batch_size} is not divisible by the "
-                     f"{jax.process_count()} processes")
-  local_batch = t.batch_size // jax.process_count()  # every process feeds its own rows
-  ds, num_examples = train_dataset(config.data, local_batch, config.seed, jax.process_index(),
+  # Every process feeds its own rows of each global batch (the same batches whatever the
+  # process count, so a checkpoint resumes under another process count).
+  ds, num_examples = train_dataset(config.data, t.batch_size, config.seed, jax.process_index(),
                                    jax.process_count())
-  steps_per_epoch = num_examples // local_batch
+  steps_per_epoch = num_examples // t.batch_size
   total_steps = steps_per_epoch * t.num_epochs
   if t.max_steps > 0:
     total_steps = min(total_steps, t.max_steps)
@@ -83,8 +78,8 @@ def train_and_evaluate(config, workdir: str, progress: bool = True) -> dict | No
     print(f"collab query group: {size} slots (the most ATSS positives of a training example)",
           file=sys.stderr)
   graphdef, state, tx, schedule = build(config, steps_per_epoch)
-  # One device: plain jit without shardings (the same executable as make_*_step(..., mesh=None),
-  # so a step built again in this process is not compiled again) and default placement.
+  # One device: no shardings (the same executable as make_*_step(config, ...) elsewhere in this
+  # process, e.g. the evaluation after training) and default placement.
   step_mesh = mesh if mesh.size > 1 else None
   if step_mesh is not None:
     state = sharding.replicate(state, mesh)  # restores below keep this placement
@@ -100,60 +95,65 @@ def train_and_evaluate(config, workdir: str, progress: bool = True) -> dict | No
     jsonl.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
     provenance.record(workdir, config.seed)
 
-  train_step = steps_lib.make_train_step(graphdef, config, tx, schedule, step_mesh)
-  predict_step = steps_lib.make_predict_step(graphdef, config, step_mesh)
+  train_step = steps_lib.make_train_step(config, steps_per_epoch, step_mesh)
+  predict_step = steps_lib.make_predict_step(config, step_mesh)
   base_key = jax.random.key(config.seed, impl=t.prng_impl)
   logger = MetricLogger(workdir, enabled=jax.process_index() == 0)
   step = int(state["step"])
   bar = tqdm(total=total_steps, initial=step, disable=not progress, dynamic_ncols=True,
              desc="train")
   best = None
-  pending = None  # device metrics of the last step, fetched only when logged
+  window = WindowMean()  # the steps since the last log, summed on the device
   tick, tick_step = time.time(), step
-  while step < total_steps:
-    batch = next(iterator)
-    arrays = device_arrays(batch)
-    if step_mesh is not None:
-      arrays = sharding.shard_batch(arrays, mesh, axis)
-    state, pending = train_step(state, arrays, base_key)
-    step += 1
-    bar.update(1)
-    epoch_end = step % steps_per_epoch == 0 or step == total_steps
-    if step % t.log_every_steps == 0 or epoch_end:
-      scalars = {k: float(v) for k, v in jax.device_get(pending).items()}
-      if not math.isfinite(scalars["loss"]):
-        bad = sorted(k for k, v in scalars.items() if not math.isfinite(v))
-        raise NonFiniteLossError(
-            f"step {step}: the loss is not finite (non-finite terms: {', '.join(bad)}); "
-            f"training stopped, the last good checkpoint in {ckpts.directory} is kept "
-            f"(step {ckpts.latest()})")
-      # Epoch ends also log, so count the steps actually taken since the previous log.
-      scalars["steps_per_sec"] = (step - tick_step) / max(time.time() - tick, 1e-9)
-      tick, tick_step = time.time(), step
-      logger.write(step, "train", scalars)
-      bar.set_postfix(loss=f"{scalars['loss']:.3f}", lr=f"{scalars['lr']:.2e}")
-    if not epoch_end:
-      continue
-    epoch = math.ceil(step / steps_per_epoch)
-    score = None
-    if gt_file(config, config.data.eval_split) and (
-        epoch % t.eval_every_epochs == 0 or step == total_steps):
-      # The head whose metrics pick the best checkpoint (official QVHighlights: the DETR head).
-      metrics = evaluate_split(predict_step, state["params"], config, config.data.eval_split,
-                               head=t.best_head)
-      brief = metrics["brief"]
-      logger.write(step, "eval", {k: float(v) for k, v in brief.items()})
-      if t.best_metric not in brief:
-        raise KeyError(f"train.best_metric {t.best_metric!r} is not a metric of this dataset; "
-                       f"choose one of {sorted(brief)}")
-      score = brief[t.best_metric]
-      if best is None or score > best[0]:
-        best = (score, metrics)
-      # stderr, with the progress bar: stdout stays free for a caller's own output (benchmarks
-      # print one JSON object there).
-      bar.write(f"epoch {epoch} step {step}: {t.best_metric} = {score:.2f}", file=sys.stderr)
-    ckpts.save(step, state, iterator.get_state(), config, score)
-  bar.close()
-  logger.close()
-  ckpts.close()
+  try:
+    while step < total_steps:
+      batch = next(iterator)
+      arrays = device_arrays(batch)
+      if step_mesh is not None:
+        arrays = sharding.shard_batch(arrays, mesh, axis)
+      state, step_metrics = train_step(state, arrays, base_key)
+      window.add(step_metrics)
+      step += 1
+      bar.update(1)
+      epoch_end = step % steps_per_epoch == 0 or step == total_steps
+      if step % t.log_every_steps == 0 or epoch_end:
+        scalars = window.result()  # means over the steps since the last log
+        if not math.isfinite(scalars["loss"]):
+          bad = sorted(k for k, v in scalars.items() if not math.isfinite(v))
+          raise NonFiniteLossError(
+              f"steps {tick_step + 1}-{step}: the loss is not finite (non-finite means: "
+              f"{', '.join(bad)}); training stopped, the last good checkpoint in "
+              f"{ckpts.directory} is kept (step {ckpts.latest()})")
+        # Epoch ends also log, so count the steps actually taken since the previous log.
+        scalars["steps_per_sec"] = (step - tick_step) / max(time.time() - tick, 1e-9)
+        tick, tick_step = time.time(), step
+        logger.write(step, "train", scalars)
+        bar.set_postfix(loss=f"{scalars['loss']:.3f}", lr=f"{scalars['lr']:.2e}")
+      if not epoch_end:
+        continue
+      epoch = math.ceil(step / steps_per_epoch)
+      score = None
+      if gt_file(config, config.data.eval_split) and (
+          epoch % t.eval_every_epochs == 0 or step == total_steps):
+        # The head whose metrics pick the best checkpoint (official QVHighlights: the DETR head).
+        metrics = evaluate_split(predict_step, state["params"], config, config.data.eval_split,
+                                 head=t.best_head)
+        brief = metrics["brief"]
+        logger.write(step, "eval", {k: float(v) for k, v in brief.items()})
+        if t.best_metric not in brief:
+          raise KeyError(f"train.best_metric {t.best_metric!r} is not a metric of this "
+                         f"dataset; choose one of {sorted(brief)}")
+        score = brief[t.best_metric]
+        if best is None or score > best[0]:
+          best = (score, metrics)
+        # stderr, with the progress bar: stdout stays free for a caller's own output (benchmarks
+        # print one JSON object there).
+        bar.write(f"epoch {epoch} step {step}: {t.best_metric} = {score:.2f}", file=sys.stderr)
+      # Asynchronous: written while the next epoch trains (the previous epoch's save is waited
+      # for first); a kill during the write leaves the previous checkpoints untouched.
+      ckpts.save(step, state, iterator.get_state(), config, score)
+  finally:
+    bar.close()
+    logger.close()
+    ckpts.close()  # waits until the last save is on disk
   return best[1] if best else None

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from sg_detr_jax.models import param_map
+from sg_detr_jax.models.sg_detr import SGDETR
 
 
 def epoch_schedule(optim_cfg, steps_per_epoch: int):
@@ -67,3 +68,9 @@ def make_optimizer(optim_cfg, steps_per_epoch: int, frozen: tuple[str, ...] = ()
     labels = lambda p: jax.tree_util.tree_map(lambda f: "frozen" if f else "train", frozen_mask(p))
     tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
   return tx, schedule
+
+
+def make_model_optimizer(config, steps_per_epoch: int
+                         ) -> tuple[optax.GradientTransformation, callable]:
+  """`make_optimizer` for SG-DETR trained with `config`: its no-gradient parameters frozen."""
+  return make_optimizer(config.optim, steps_per_epoch, SGDETR.params_without_gradient())

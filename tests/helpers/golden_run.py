@@ -27,17 +27,19 @@ os.chdir(REPO)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from launch import config_flags  # noqa: E402
+from launch import cli  # noqa: E402
 from launch.convert_torch import convert  # noqa: E402
 from sg_detr_jax.data.datasets import get_spec, source_id  # noqa: E402
 from sg_detr_jax.losses.saliency import real_negatives  # noqa: E402
 from sg_detr_jax.losses.total import compute_losses, weights_table  # noqa: E402
+from sg_detr_jax.models import atss  # noqa: E402
 from sg_detr_jax.porting import convert as convert_lib  # noqa: E402
-from sg_detr_jax.training.checkpoints import Checkpoints  # noqa: E402
+from sg_detr_jax.training.checkpoints import load_params  # noqa: E402
 from sg_detr_jax.training.loop import build  # noqa: E402
 from sg_detr_jax.training.optimizer import make_optimizer  # noqa: E402
 
@@ -72,23 +74,21 @@ def loss_batch(lb, vids, max_windows):
 
 
 def _flat(tree, prefix):
-  """{prefix/a/b/0: array} of a nested dict / tuple of arrays."""
+  """{prefix/a/b/0: array} of a nested dict / tuple / dataclass of arrays."""
   out = {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    keys = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
+    keys = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
     out["/".join([prefix] + keys)] = np.asarray(leaf)
   return out
 
 
 def main(out_dir):
   os.makedirs(out_dir, exist_ok=True)
-  config = config_flags.load("configs/qvhighlights.py", OVERRIDES)
+  config = cli.load_config("configs/qvhighlights.py", OVERRIDES)
   workdir = os.path.join(out_dir, "from_torch")
   n = convert(os.path.join(GOLDEN, "weights.pt"), config, workdir)
   graphdef, state, _, _ = build(config, 1)
-  ckpts = Checkpoints(workdir)
-  params = ckpts.restore_params(ckpts.resolve("latest"), state)
-  ckpts.close()
+  _, params = load_params(workdir, state["params"], "latest")
 
   # Eval-mode forward with the stages' intermediates (sown under nnx.capture, inside the jit).
   inputs = np.load(os.path.join(GOLDEN, "inputs.npz"))
@@ -104,9 +104,11 @@ def main(out_dir):
   loss_config.model.collab = False
 
   def loss_fn(p, b):
-    model = nnx.merge(graphdef, p)
-    model.cfg = loss_config.model
-    return compute_losses(model(b, key=jax.random.key(0), train=True), b, loss_config)
+    model = nnx.merge(graphdef, p)  # the trained graph (collab mapper included), run without it
+    model.cfg = ml_collections.FrozenConfigDict(loss_config.model)
+    targets = atss.training_targets(b, loss_config.model)
+    out = model(b, key=jax.random.key(0), train=True, atss_targets=targets)
+    return compute_losses(out, targets, b, loss_config)
 
   value_and_grad = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
   with open(os.path.join(GOLDEN, "loss.json")) as f:
@@ -117,7 +119,7 @@ def main(out_dir):
     b = jax.tree_util.tree_map(jnp.asarray, loss_batch(lb, vids, config.data.max_windows))
     (total, terms), g = value_and_grad(params, b)
     terms = {k: float(v) for k, v in jax.device_get(terms).items()}
-    table = weights_table(terms, config.loss)
+    table = weights_table(loss_config, loss_config.model.decoder_layers)
     report[name] = {
         "total": float(total), "terms": terms,
         "weighted_sum": sum(table[k] * v for k, v in terms.items()),

@@ -17,36 +17,18 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from configs import tiny  # noqa: E402
-from launch.summary import dummy_batch  # noqa: E402
 from sg_detr_jax import sharding  # noqa: E402
+from sg_detr_jax.data.random_batch import random_batch  # noqa: E402
 from sg_detr_jax.training import steps as steps_lib  # noqa: E402
 from sg_detr_jax.training.checkpoints import Checkpoints  # noqa: E402
 from sg_detr_jax.training.loop import build  # noqa: E402
-
-
-def random_batch(config, bsz):
-  b = dummy_batch(config, bsz)
-  rng = np.random.default_rng(0)
-  b["video"] = rng.normal(size=b["video"].shape).astype(np.float32)
-  b["text"] = rng.normal(size=b["text"].shape).astype(np.float32)
-  length = b["video"].shape[1]
-  for i in range(bsz):  # different lengths, windows and text lengths per row
-    n = length - 4 * (i % 3)
-    b["video_mask"][i, n:] = False
-    b["text_mask"][i, 3 + i % 4:] = False
-    b["spans"][i, 0] = (0.3 + 0.05 * i, 0.1 + 0.02 * i)
-    b["saliency"][i] = 0
-    b["saliency"][i, 2 + i:6 + i] = 3
-  b.update(pos_idx=np.tile([[3, 4]], (bsz, 1)).astype(np.int32),
-           neg_idx=np.tile([[0, 1]], (bsz, 1)).astype(np.int32))
-  return b
 
 
 def main():
   config = tiny.get_config()
   config.model.dropout = 0.1  # randomness on, to check it does not depend on the sharding
   config.model.decoder_layers = 1  # tiny has one layer per stack otherwise: 8 compiles here
-  batch = random_batch(config, 8)
+  batch = random_batch(config, 8, varied=True)  # rows of different lengths and windows
   key = jax.random.key(0, impl=config.train.prng_impl)
   report = {"devices": jax.device_count(), "runs": {}}
   ref = None
@@ -55,8 +37,8 @@ def main():
     mesh = sharding.make_mesh(config.mesh, jax.devices()[:n])
     graphdef, state, tx, schedule = build(config, 10)
     state = sharding.replicate(state, mesh)
-    train = steps_lib.make_train_step(graphdef, config, tx, schedule, mesh)
-    predict = steps_lib.make_predict_step(graphdef, config, mesh)
+    train = steps_lib.make_train_step(config, 10, mesh)
+    predict = steps_lib.make_predict_step(config, mesh)
     preds = jax.device_get(predict(state["params"], batch))
     new_state, metrics = train(state, sharding.shard_batch(batch, mesh, "data"), key)
     params = [np.asarray(x) for x in jax.tree_util.tree_leaves(new_state["params"])]

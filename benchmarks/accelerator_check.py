@@ -1,0 +1,174 @@
+"""The accelerator check behind benchmarks/accelerator_check.sh: one JSON with everything.
+
+  python benchmarks/accelerator_check.py [--quick] [--out=accelerator_check.json]
+
+1. The devices (kind, count, platform).
+2. `benchmarks/scale.py`'s train-step numbers at batch 32 and 128 in float32 and bfloat16 on the
+   QVHighlights configuration (data-parallel over the local devices): median step seconds,
+   compile seconds, the FLOPs of one step from XLA's cost analysis, achieved FLOP/s and the MFU
+   estimate (achieved / the device's peak, from a table of dense bf16 / fp32 peaks; null for a
+   device not in it, e.g. a CPU), the inference forward at the same batches, and peak memory.
+3. A 200-step training on the synthetic data (configs/synthetic.py, generated on first use)
+   with the mean training loss of its first and last 20 steps: `loss_went_down` must be true.
+
+`--quick` (CI, CPU, a minute or two): the tiny config (one decoder layer) at batch 4, 2 timed
+steps, and a
+12-step training on a small synthetic dataset made in a temporary folder; `loss_went_down` is
+reported but not required (12 noisy steps).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import jax  # noqa: E402
+from absl import flags  # noqa: E402
+
+import model_speed  # noqa: E402
+import scale  # noqa: E402
+from launch import cli  # noqa: E402
+from sg_detr_jax import sharding  # noqa: E402
+from sg_detr_jax.training import steps as steps_lib  # noqa: E402
+from sg_detr_jax.training.loop import build  # noqa: E402
+
+# Dense peak FLOP/s per device (vendor figures, without sparsity): (bfloat16, float32). float32
+# matmuls on NVIDIA GPUs run as TF32 under XLA's default precision, hence the TF32 peak there.
+PEAK_FLOPS = {
+    "H200": (989e12, 494e12), "H100": (989e12, 494e12), "A100": (312e12, 156e12),
+    "L4": (121e12, 60e12), "A10": (125e12, 62.5e12),
+    "TPU v6": (918e12, 918e12 / 4), "TPU v5p": (459e12, 459e12 / 4),
+    "TPU v5 lite": (197e12, 197e12 / 4), "TPU v5e": (197e12, 197e12 / 4),
+    "TPU v4": (275e12, 275e12 / 4),
+}
+
+
+# --quick: the tiny model with one decoder layer (every module still runs; compiles are the cost).
+QUICK_MODEL = ("--config.model.decoder_layers=1",)
+
+
+def peak_flops(device_kind: str, dtype: str) -> float | None:
+  for name, (bf16, fp32) in PEAK_FLOPS.items():
+    if name.lower() in device_kind.lower():
+      return bf16 if dtype == "bfloat16" else fp32
+  return None
+
+
+def step_flops(config, bsz: int, mesh) -> float | None:
+  """FLOPs of one train step (whole batch) from XLA's cost analysis of the lowered program."""
+  batch = sharding.shard_batch(model_speed.sized_batch(config, bsz), mesh, config.mesh.data_axis)
+  _, state, _, _ = build(config, 100)
+  state = sharding.replicate(state, mesh)
+  key = jax.random.key(0, impl=config.train.prng_impl)
+  step = steps_lib.make_train_step(config, 100, mesh)
+  lowered = steps_lib.train_step.lower(state, batch, key, **step.keywords)
+  cost = lowered.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  return float(cost["flops"]) if cost and "flops" in cost else None
+
+
+def scale_numbers(config_path: str, batches, steps: int, overrides=()) -> dict:
+  mesh = sharding.make_mesh(cli.load_config(config_path).mesh, jax.local_devices())
+  kind = jax.local_devices()[0].device_kind
+  n = jax.local_device_count()
+  res = {}
+  for dtype in ("float32", "bfloat16"):
+    for bsz in batches:
+      config = cli.load_config(config_path, [*overrides, f"--config.model.dtype={dtype}"])
+      with config.unlocked():
+        t = scale.train_numbers(config, bsz, steps, mesh)
+        flops = step_flops(config, bsz, mesh)
+        infer = scale.infer_numbers(config, bsz, steps, mesh)
+      peak = peak_flops(kind, dtype)
+      achieved = flops / t["step_s"] if flops else None
+      res[f"{dtype}/{bsz}"] = {
+          "dtype": dtype, "batch": bsz, **t, "step_flops": flops, "achieved_flops_per_s": achieved,
+          "peak_flops_per_s": peak * n if peak else None,
+          "mfu": achieved / (peak * n) if achieved and peak else None,
+          "infer_forward_s": infer["forward_s"], "infer_compile_s": infer["compile_s"],
+          "infer_queries_per_s": infer["queries_per_s"]}
+      print(f"{dtype:9s} batch {bsz:4d}: step {t['step_s'] * 1e3:8.1f} ms, compile "
+            f"{t['compile_s']:6.1f} s, MFU {res[f'{dtype}/{bsz}']['mfu']}", file=sys.stderr,
+            flush=True)
+  return res
+
+
+def short_training(quick: bool, workdir: str) -> dict:
+  """200 steps (quick: 12) on synthetic data; the loss at the start and at the end."""
+  from launch import train  # pylint: disable=g-import-not-at-top
+  from sg_detr_jax.training.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  if quick:
+    from data_prep import build_tfds, synthetic  # pylint: disable=g-import-not-at-top
+    raw, data_dir = os.path.join(workdir, "raw"), os.path.join(workdir, "tfds")
+    synthetic.generate(raw, num_train=24, num_val=8, seed=0, video_dim=32, text_dim=24)
+    build_tfds.build("qvhighlights", [os.path.join(raw, "annotations")],
+                     [os.path.join(raw, "video_features")], os.path.join(raw, "text_features"),
+                     data_dir)
+    config = cli.load_config("configs/tiny.py", [
+        "--config.data.video_dim=32", "--config.data.text_dim=24",
+        f"--config.data.data_dir={data_dir}",
+        f"--config.data.gt_files.val={raw}/annotations/val.jsonl",
+        "--config.train.max_steps=12", "--config.train.num_epochs=2",
+        "--config.train.eval_batch_size=8", "--config.optim.warmup_epochs=0",
+        "--config.optim.milestones=()", "--config.optim.lr=1e-3", *QUICK_MODEL])
+    window = 3
+  else:
+    config = cli.load_config("configs/synthetic.py", [
+        "--config.train.max_steps=200", "--config.train.num_epochs=1000",
+        "--config.train.eval_every_epochs=1000"])  # one evaluation, at the end
+    train.ensure_synthetic(config)
+    window = 20
+  with config.unlocked():
+    config.train.log_every_steps = 1
+  run_dir = os.path.join(workdir, "run")
+  t = time.perf_counter()
+  train_and_evaluate(config, run_dir, progress=False)
+  seconds = time.perf_counter() - t
+  with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
+    rows = [json.loads(line) for line in f]
+  losses = [r["loss"] for r in rows if r["split"] == "train"]
+  first, last = (sum(losses[:window]) / window, sum(losses[-window:]) / window)
+  return {"config": "configs/tiny.py" if quick else "configs/synthetic.py",
+          "steps": len(losses), "seconds": seconds, "loss_first": first, "loss_last": last,
+          "loss_went_down": last < first,
+          "steady_step_s": None if len(losses) < 2 else (
+              sum(1 / r["steps_per_sec"] for r in rows[1:] if r["split"] == "train"
+                  and "steps_per_sec" in r) / (len(losses) - 1))}
+
+
+def main(argv) -> None:
+  cli.no_positional_args(argv)
+  f = flags.FLAGS
+  t0 = time.perf_counter()
+  devices = jax.local_devices()
+  print(f"devices: {jax.device_count()} x {devices[0].device_kind} ({jax.default_backend()})",
+        file=sys.stderr, flush=True)
+  result = {"quick": f.quick, "backend": jax.default_backend(),
+            "device_kind": devices[0].device_kind, "device_count": jax.device_count(),
+            "devices": [str(d) for d in devices], "jax": jax.__version__}
+  if f.quick:
+    result["scale"] = scale_numbers("configs/tiny.py", (4,), 2, QUICK_MODEL)
+  else:
+    result["scale"] = scale_numbers("configs/qvhighlights.py", (32, 128), 10)
+  result["peak_memory"] = scale.peak_memory()
+  with tempfile.TemporaryDirectory() as tmp:
+    result["training"] = short_training(f.quick, tmp)
+  result["total_seconds"] = time.perf_counter() - t0
+  with open(f.out, "w", encoding="utf-8") as fh:
+    json.dump(result, fh, indent=1)
+  print(json.dumps(result, indent=1))
+  if not f.quick and not result["training"]["loss_went_down"]:
+    sys.exit("the 200-step training did not lower the loss")
+
+
+if __name__ == "__main__":
+  flags.DEFINE_bool("quick", False, "CI size: tiny config, CPU-friendly (about a minute)")
+  flags.DEFINE_string("out", "accelerator_check.json", "where the JSON is written")
+  cli.run(main)
