@@ -27,7 +27,6 @@ import sys
 import time
 
 from absl import flags
-from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -83,9 +82,7 @@ def run(config, adapter: str, batch: int = 32, steps: int = 5, threads: int | No
 def define_flags() -> None:
   """The command line (defined only when this module is the program; see launch/cli.py)."""
   flags.DEFINE_string("torch_adapter", None, "module:function, see above")
-  config_flags.DEFINE_config_file(
-      "config", "configs/qvhighlights.py",
-      "configs/<name>.py[:arg]; fields are overridden with --config.a.b=v")
+  cli.define_config("configs/qvhighlights.py")
   flags.DEFINE_integer("batch", 32, "batch size of both sides")
   flags.DEFINE_integer("steps", 5, "timed calls after a warm-up (median)")
   flags.DEFINE_integer("threads", None, "CPU cores for both sides (default: all)")

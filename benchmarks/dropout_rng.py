@@ -22,7 +22,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from absl import flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
 from benchmarks.model_speed import time_jax  # noqa: E402
 from launch import cli  # noqa: E402
@@ -56,8 +55,7 @@ def measure(config, impl: str, batch_size: int, steps: int) -> dict:
 
 
 def define_flags() -> None:
-  config_flags.DEFINE_config_file("config", "configs/synthetic.py",
-                                  "configs/<name>.py[:arg]; --config.a.b=v overrides")
+  cli.define_config("configs/synthetic.py")
   flags.DEFINE_integer("batch", 16, "batch size")
   flags.DEFINE_integer("steps", 5, "timed calls after the compile (median)")
   flags.DEFINE_list("impls", list(IMPLS), "implementations to measure")

@@ -21,7 +21,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
 from launch import cli  # noqa: E402
 from sg_detr_jax.data.random_batch import random_batch  # noqa: E402
@@ -72,9 +71,7 @@ def time_jax(config, bsz: int, steps: int) -> dict:
 
 def define_flags() -> None:
   """The command line (defined only when this module is the program; see launch/cli.py)."""
-  config_flags.DEFINE_config_file(
-      "config", "configs/qvhighlights.py",
-      "configs/<name>.py[:arg]; fields are overridden with --config.a.b=v")
+  cli.define_config("configs/qvhighlights.py")
   flags.DEFINE_list("batch", ["32"], "comma-separated batch sizes")
   flags.DEFINE_integer("steps", 5, "timed calls after the compile (median)")
 

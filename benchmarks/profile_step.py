@@ -32,7 +32,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jax  # noqa: E402
 from absl import flags  # noqa: E402
 from jax.profiler import ProfileData  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
 import model_speed  # noqa: E402
 from launch import cli  # noqa: E402
@@ -186,9 +185,7 @@ def run(config, batch_size: int = 32, steps: int = 3, predict: bool = False, top
 
 def define_flags() -> None:
   """The command line (defined only when this module is the program; see launch/cli.py)."""
-  config_flags.DEFINE_config_file(
-      "config", "configs/qvhighlights.py",
-      "configs/<name>.py[:arg]; fields are overridden with --config.a.b=v")
+  cli.define_config("configs/qvhighlights.py")
   flags.DEFINE_integer("batch", 32, "batch size")
   flags.DEFINE_integer("steps", 3, "traced calls after the compile")
   flags.DEFINE_bool("predict", False, "profile the inference forward instead")

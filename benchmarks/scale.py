@@ -27,7 +27,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
 import model_speed  # noqa: E402
 from launch import cli  # noqa: E402
@@ -126,9 +125,7 @@ def run(config, train_batch=(32, 128), infer_batch=(1, 256), steps: int = 20,
 
 def define_flags() -> None:
   """The command line (defined only when this module is the program; see launch/cli.py)."""
-  config_flags.DEFINE_config_file(
-      "config", "configs/qvhighlights.py",
-      "configs/<name>.py[:arg]; fields are overridden with --config.a.b=v")
+  cli.define_config("configs/qvhighlights.py")
   flags.DEFINE_list("train_batch", ["32", "128"], "comma-separated train batch sizes ('' none)")
   flags.DEFINE_list("infer_batch", ["1", "256"], "comma-separated inference batch sizes")
   flags.DEFINE_integer("steps", 20, "timed calls after the compile (median)")

@@ -22,7 +22,6 @@ import time
 
 import numpy as np
 from absl import flags
-from ml_collections import config_flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -70,9 +69,7 @@ def run(config_path: str, overrides: list[str], seeds: list[int], workdir: str) 
 
 def define_flags() -> None:
   """The command line (defined only when this module is the program; see launch/cli.py)."""
-  config_flags.DEFINE_config_file(
-      "config", "configs/synthetic.py",
-      "configs/<name>.py[:arg]; fields are overridden with --config.a.b=v (passed on to each run)")
+  cli.define_config("configs/synthetic.py", "(passed on to each run)")
   flags.DEFINE_list("seeds", ["0", "1", "2", "3", "4"], "comma-separated seeds")
   flags.DEFINE_string("workdir", "workdirs/seeds", "one workdir per seed is made under it")
 

@@ -353,11 +353,10 @@ def run(cfg, captions: str, video_dir: str, caption_dir: str, out: str, runner: 
 def define_flags() -> None:
   """The command line (defined only when this module is the program; see launch/cli.py)."""
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
-  config_flags.DEFINE_config_file(
-      "config", "configs/intervid_mr_labels.py",
-      "configs/<name>.py[:arg]; fields are overridden with --config.a.b=v")
+  from launch import cli  # pylint: disable=g-import-not-at-top
+
+  cli.define_config("configs/intervid_mr_labels.py")
   flags.DEFINE_string("captions", None, "the captions' JSON lines (see above)")
   flags.DEFINE_string("video_features", None, "folder of {youtube_id}.npz clip embeddings")
   flags.DEFINE_string("caption_features", None, "folder of qid{qid}.npz caption features")

@@ -73,6 +73,15 @@ def load_config(path: str, overrides: Sequence[str] = ()) -> ml_collections.Conf
   return config
 
 
+def define_config(default: str | None = None, note: str = "") -> None:
+  """The `--config` flag of an entry point (ml_collections' `config_flags`; None: required)."""
+  config_flags.DEFINE_config_file(
+      "config", default, "configs/<name>.py[:arg]; fields are overridden with --config.a.b=v"
+      + (f" {note}" if note else ""))
+  if default is None:
+    flags.mark_flag_as_required("config")
+
+
 def config_args(name: str = "config") -> tuple[str, list[str]]:
   """After parsing: the config flag's file (with its `:arg`) and its overrides as `--config.a.b=v`
   strings, e.g. to start another process or call `load_config` with the same config."""

@@ -17,7 +17,6 @@ import json
 import os
 
 from absl import flags
-from ml_collections import config_flags
 
 from launch import cli
 
@@ -55,10 +54,9 @@ def convert(checkpoint: str, config, out: str) -> int:
 def define_flags() -> None:
   """The command line (defined only when this module is the program; see launch/cli.py)."""
   flags.DEFINE_string("checkpoint", None, "the official checkpoint (.ckpt, .pt, .safetensors)")
-  config_flags.DEFINE_config_file(
-      "config", None, "configs/<name>.py[:arg]; fields are overridden with --config.a.b=v")
+  cli.define_config()
   flags.DEFINE_string("out", None, "the workdir to create")
-  flags.mark_flags_as_required(["checkpoint", "config", "out"])
+  flags.mark_flags_as_required(["checkpoint", "out"])
 
 
 def main(argv) -> None:

@@ -23,7 +23,6 @@ import json
 import os
 
 from absl import flags
-from ml_collections import config_flags
 
 from launch import cli
 
@@ -83,15 +82,14 @@ def run(config, workdir: str, checkpoint: str = "best", split: str | None = None
 
 def define_flags() -> None:
   """The command line (defined only when this module is the program; see launch/cli.py)."""
-  config_flags.DEFINE_config_file(
-      "config", None, "configs/<name>.py[:arg]; fields are overridden with --config.a.b=v")
+  cli.define_config()
   flags.DEFINE_string("workdir", None, "the run folder (predictions go to <workdir>/eval)")
   flags.DEFINE_string("checkpoint", "best", "best | latest | a step number")
   flags.DEFINE_string("split", None, "default: config.data.eval_split")
   flags.DEFINE_string("torch_checkpoint", None,
                       "evaluate an official PyTorch checkpoint (converted in memory)")
   cli.define_distributed_flags()
-  flags.mark_flags_as_required(["config", "workdir"])
+  flags.mark_flag_as_required("workdir")
 
 
 def main(argv) -> None:

@@ -12,7 +12,6 @@ import json
 import jax
 import numpy as np
 from absl import flags
-from ml_collections import config_flags
 
 from launch import cli
 from sg_detr_jax.data.random_batch import random_batch
@@ -63,11 +62,9 @@ def print_summary(config, batch_size: int = 2, as_json: bool = False) -> dict:
 
 def define_flags() -> None:
   """The command line (defined only when this module is the program; see launch/cli.py)."""
-  config_flags.DEFINE_config_file(
-      "config", None, "configs/<name>.py[:arg]; fields are overridden with --config.a.b=v")
+  cli.define_config()
   flags.DEFINE_bool("json", False, "print one JSON object")
   flags.DEFINE_integer("batch", 2, "batch size for the output shapes")
-  flags.mark_flags_as_required(["config"])
 
 
 def main(argv) -> None:

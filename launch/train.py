@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 
 from absl import flags
-from ml_collections import config_flags
 
 from launch import cli
 
@@ -70,13 +69,12 @@ def run(config, workdir: str, *, progress: bool = True,
 def define_flags() -> None:
   """The command line. Defined only when this module is the program: other entry points import
   it, and absl flags are process-wide."""
-  config_flags.DEFINE_config_file(
-      "config", None, "configs/<name>.py[:arg]; fields are overridden with --config.a.b=v")
+  cli.define_config()
   flags.DEFINE_string("workdir", None, "run folder: checkpoints, logs, eval/; an existing one "
                       "is resumed")
   flags.DEFINE_bool("progress", True, "progress bar (--noprogress: logs only)")
   cli.define_distributed_flags()
-  flags.mark_flags_as_required(["config", "workdir"])
+  flags.mark_flag_as_required("workdir")
 
 
 def main(argv) -> None:

@@ -1,5 +1,6 @@
 """Shared fixtures: the read-only reference data beside the repo, and a small synthetic dataset."""
 
+import json
 import os
 import signal
 import subprocess
@@ -91,46 +92,29 @@ def trained(synthetic_tfds, tmp_path_factory):
   return c, workdir, metrics
 
 
-# The sharding check (8 simulated devices, 8 compiles, ~4 min) runs in its own process. Started when
-# the session begins, it uses the second core while the rest of the suite, mostly one core of
-# single-threaded XLA compiles, runs beside it; tests/test_sharding.py waits for its report.
+# Slow checks that run as scripts of tests/helpers/ (each writes its report to stdout, and its files
+# to the output folder it is given) start when the session begins, each in its own process group:
+# they use the second core while the rest of the suite, mostly one core of single-threaded XLA
+# compiles, runs beside them. Their tests wait for them through `helper_output`.
 BACKGROUND = {}
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _sharding_check_in_background(request, tmp_path_factory):
-  if not any(item.nodeid.startswith("tests/test_sharding.py") for item in request.session.items):
-    yield
-    return
-  out = tmp_path_factory.mktemp("sharding") / "output.txt"
-  with open(out, "w") as f:
-    proc = subprocess.Popen(
-        [sys.executable, os.path.join(REPO, "tests", "helpers", "sharding_check.py")],
-        stdout=f, stderr=subprocess.STDOUT, text=True)
-    BACKGROUND["sharding"] = (proc, str(out))
-    yield
-    if proc.poll() is None:
-      proc.kill()
-      proc.wait()
+def _helper_cmd(script: str, out_dir: str) -> list[str]:
+  return [sys.executable, os.path.join(REPO, "tests", "helpers", script), out_dir]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _multiprocess_check_in_background(request, tmp_path_factory):
-  """tests/helpers/multiprocess_check.py (launch.train with 2 real processes against 1, resumes
-  across process counts, a lost process; ~4-6 min, mostly compiles) started with the session like
-  the sharding check; tests/test_multiprocess.py waits for its report."""
-  if not any(item.nodeid.startswith("tests/test_multiprocess.py") and "report" in
-             getattr(item, "fixturenames", ()) for item in request.session.items):
+def _in_background(request, tmp_path_factory, name: str, script: str, wanted):
+  """Generator body of a session fixture: starts `script` if a collected test `wanted(item)`."""
+  if not any(wanted(item) for item in request.session.items):
     yield
     return
-  out_dir = tmp_path_factory.mktemp("multiprocess")
-  out = out_dir / "output.txt"
-  with open(out, "w") as f:
-    proc = subprocess.Popen(
-        [sys.executable, os.path.join(REPO, "tests", "helpers", "multiprocess_check.py"),
-         str(out_dir)], stdout=f, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)  # its own process group: it starts training processes
-    BACKGROUND["multiprocess"] = (proc, str(out))
+  out_dir = str(tmp_path_factory.mktemp(name))
+  log = os.path.join(out_dir, "output.txt")
+  with open(log, "w") as f:
+    # Its own process group: a helper may start training processes of its own.
+    proc = subprocess.Popen(_helper_cmd(script, out_dir), stdout=f, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    BACKGROUND[name] = (proc, log, out_dir)
     yield
     try:
       os.killpg(proc.pid, signal.SIGKILL)  # the helper and the processes it started
@@ -139,25 +123,51 @@ def _multiprocess_check_in_background(request, tmp_path_factory):
     proc.wait()
 
 
+def helper_output(name: str, script: str, tmp_path_factory, timeout: float
+                  ) -> tuple[str, int, str]:
+  """(output, exit code, output folder) of tests/helpers/`script`: the run started with the
+  session when there is one, else a run now (a test file run on its own)."""
+  if name in BACKGROUND:
+    proc, log, out_dir = BACKGROUND[name]
+    proc.wait(timeout=timeout)
+    with open(log) as f:
+      return f.read(), proc.returncode, out_dir
+  out_dir = str(tmp_path_factory.mktemp(name))
+  proc = subprocess.run(_helper_cmd(script, out_dir), capture_output=True, text=True,
+                        timeout=timeout, check=False)
+  return proc.stdout + proc.stderr, proc.returncode, out_dir
+
+
+def helper_report(name: str, script: str, tmp_path_factory, timeout: float) -> dict:
+  """The JSON object a helper prints on its last "REPORT {...}" line (it must exit with 0)."""
+  output, code, _ = helper_output(name, script, tmp_path_factory, timeout)
+  assert code == 0, output[-6000:]
+  line = [l for l in output.splitlines() if l.startswith("REPORT ")][-1]
+  return json.loads(line[len("REPORT "):])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sharding_check_in_background(request, tmp_path_factory):
+  """tests/helpers/sharding_check.py (8 simulated devices, 8 compiles, ~4 min)."""
+  yield from _in_background(request, tmp_path_factory, "sharding", "sharding_check.py",
+                            lambda item: item.nodeid.startswith("tests/test_sharding.py"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _multiprocess_check_in_background(request, tmp_path_factory):
+  """tests/helpers/multiprocess_check.py (launch.train with 2 real processes against 1, resumes
+  across process counts, a lost process; ~4-6 min, mostly compiles)."""
+  yield from _in_background(
+      request, tmp_path_factory, "multiprocess", "multiprocess_check.py",
+      lambda item: (item.nodeid.startswith("tests/test_multiprocess.py")
+                    and "report" in getattr(item, "fixturenames", ())))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _golden_run_in_background(request, tmp_path_factory):
-  """tests/helpers/golden_run.py (the official weights through our model, ~2 min of compiles)
-  started with the session like the sharding check; tests/test_golden_official.py waits for it."""
-  if not any(item.nodeid.startswith("tests/test_golden_official.py")
-             for item in request.session.items):
-    yield
-    return
-  out_dir = str(tmp_path_factory.mktemp("golden"))
-  log = os.path.join(out_dir, "log.txt")
-  with open(log, "w") as f:
-    proc = subprocess.Popen(
-        [sys.executable, os.path.join(REPO, "tests", "helpers", "golden_run.py"), out_dir],
-        stdout=f, stderr=subprocess.STDOUT, text=True)
-    BACKGROUND["golden"] = (proc, log, out_dir)
-    yield
-    if proc.poll() is None:
-      proc.kill()
-      proc.wait()
+  """tests/helpers/golden_run.py (the official weights through our model, ~2 min of compiles)."""
+  yield from _in_background(request, tmp_path_factory, "golden", "golden_run.py",
+                            lambda item: item.nodeid.startswith("tests/test_golden_official.py"))
 
 
 def overrides_for(config) -> list[str]:

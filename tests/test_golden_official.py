@@ -15,8 +15,6 @@ tolerances of the golden README:
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -24,7 +22,6 @@ import pytest
 from conftest import SHARED
 
 GOLDEN = os.path.join(SHARED, "reference", "official_golden")
-HERE = os.path.dirname(os.path.abspath(__file__))
 # Decoder key-projection biases: exact gradient 0 (softmax is shift-invariant per query), the
 # stored official values are round-off (README).
 ZERO_GRAD_BIASES = ("key_content_proj.bias", "key_pos_proj.bias", "ca_kcontent_proj.bias",
@@ -46,17 +43,8 @@ def ours(tmp_path_factory):
   """What tests/helpers/golden_run.py wrote: {"forward", "loss", "grads", "after", "before",
   "params"}."""
   pytest.importorskip("torch")
-  from conftest import BACKGROUND  # the module pytest loaded (not a second copy)
-  if "golden" in BACKGROUND:  # started with the session
-    proc, log, out_dir = BACKGROUND["golden"]
-    proc.wait(timeout=900)
-    with open(log) as f:
-      output, code = f.read(), proc.returncode
-  else:
-    out_dir = str(tmp_path_factory.mktemp("golden"))
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "helpers", "golden_run.py"),
-                           out_dir], capture_output=True, text=True, timeout=900, check=False)
-    output, code = proc.stdout + proc.stderr, proc.returncode
+  from conftest import helper_output  # the module pytest loaded (not a second copy)
+  output, code, out_dir = helper_output("golden", "golden_run.py", tmp_path_factory, 900)
   assert code == 0 and "DONE" in output, output[-4000:]
   load = lambda n: dict(np.load(os.path.join(out_dir, n)))
   with open(os.path.join(out_dir, "loss.json")) as f:

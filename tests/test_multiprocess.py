@@ -2,7 +2,6 @@
 real processes (2 simulated CPU devices each, gloo collectives) against 1 process of 4 devices
 (tests/helpers/multiprocess_check.py, started with the session by tests/conftest.py)."""
 
-import json
 import os
 import subprocess
 import sys
@@ -102,20 +101,8 @@ def test_train_flags_document_the_distributed_options():
 # -- 2 processes for real ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-  from conftest import BACKGROUND  # the module pytest loaded (not a second copy)
-  if "multiprocess" in BACKGROUND:  # started with the session (tests/conftest.py)
-    proc, out = BACKGROUND["multiprocess"]
-    proc.wait(timeout=1800)
-    with open(out) as f:
-      output, code = f.read(), proc.returncode
-  else:
-    out_dir = str(tmp_path_factory.mktemp("multiprocess"))
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "helpers", "multiprocess_check.py"),
-                           out_dir], capture_output=True, text=True, timeout=1800, check=False)
-    output, code = proc.stdout + proc.stderr, proc.returncode
-  assert code == 0, output[-6000:]
-  line = [l for l in output.splitlines() if l.startswith("REPORT ")][-1]
-  return json.loads(line[len("REPORT "):])
+  from conftest import helper_report  # the module pytest loaded (not a second copy)
+  return helper_report("multiprocess", "multiprocess_check.py", tmp_path_factory, 1800)
 
 
 def _close(a, b, rel=1e-4):

@@ -1,31 +1,13 @@
 """Data-parallel sharding on simulated CPU devices (a separate process: the device count is fixed
 when jax starts)."""
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @pytest.fixture(scope="module")
-def report():
-  from conftest import BACKGROUND  # the module pytest loaded (not a second copy)
-  if "sharding" in BACKGROUND:  # started with the session (tests/conftest.py)
-    proc, out = BACKGROUND["sharding"]
-    proc.wait(timeout=900)
-    with open(out) as f:
-      output, code = f.read(), proc.returncode
-  else:
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "helpers", "sharding_check.py")],
-                          capture_output=True, text=True, timeout=900, check=False)
-    output, code = proc.stdout + proc.stderr, proc.returncode
-  assert code == 0, output[-4000:]
-  line = [l for l in output.splitlines() if l.startswith("REPORT ")][-1]
-  return json.loads(line[len("REPORT "):])
+def report(tmp_path_factory):
+  from conftest import helper_report  # the module pytest loaded (not a second copy)
+  return helper_report("sharding", "sharding_check.py", tmp_path_factory, 900)
 
 
 def test_train_step_and_eval_agree_across_mesh_sizes(report):
