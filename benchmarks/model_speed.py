@@ -51,12 +51,17 @@ def sized_batch(config, bsz: int) -> dict:
   return batch
 
 
-def time_jax(config, bsz: int, steps: int) -> dict:
-  """{"infer_s", "infer_compile_s", "train_s", "train_compile_s"}: medians of `steps` calls."""
+def time_jax(config, bsz: int, steps: int, parts=("infer", "train")) -> dict:
+  """{"infer_s", "infer_compile_s", "train_s", "train_compile_s"}: medians of `steps` calls
+  (of the `parts` timed)."""
   batch = sized_batch(config, bsz)
   graphdef, state, tx, schedule = build(config, 100)
-  predict = steps_lib.make_predict_step(config)
-  ci, ti = timed(lambda: predict(state["params"], batch), steps)
+  out = {}
+  if "infer" in parts:
+    predict = steps_lib.make_predict_step(config)
+    out["infer_compile_s"], out["infer_s"] = timed(lambda: predict(state["params"], batch), steps)
+  if "train" not in parts:
+    return out
   train = steps_lib.make_train_step(config, 100)
   key = jax.random.key(0, impl=config.train.prng_impl)
   holder = {"state": state}
@@ -65,8 +70,8 @@ def time_jax(config, bsz: int, steps: int) -> dict:
     holder["state"], metrics = train(holder["state"], batch, key)
     return metrics["loss"]
 
-  ct, tt = timed(one_step, steps)
-  return {"infer_s": ti, "infer_compile_s": ci, "train_s": tt, "train_compile_s": ct}
+  out["train_compile_s"], out["train_s"] = timed(one_step, steps)
+  return out
 
 
 def define_flags() -> None:
@@ -74,6 +79,7 @@ def define_flags() -> None:
   cli.define_config("configs/qvhighlights.py")
   flags.DEFINE_list("batch", ["32"], "comma-separated batch sizes")
   flags.DEFINE_integer("steps", 5, "timed calls after the compile (median)")
+  flags.DEFINE_list("parts", ["infer", "train"], "what to time: infer, train")
 
 
 def main(argv) -> None:
@@ -81,10 +87,13 @@ def main(argv) -> None:
   config = flags.FLAGS.config
   print(f"devices: {jax.devices()}")
   for bsz in [int(b) for b in flags.FLAGS.batch]:
-    r = time_jax(config, bsz, flags.FLAGS.steps)
-    print(f"batch {bsz}: inference forward {r['infer_s']:.3f} s (compile {r['infer_compile_s']:.1f} s)")
-    print(f"batch {bsz}: train step {r['train_s']:.3f} s (compile {r['train_compile_s']:.1f} s)",
-          flush=True)
+    r = time_jax(config, bsz, flags.FLAGS.steps, flags.FLAGS.parts)
+    if "infer_s" in r:
+      print(f"batch {bsz}: inference forward {r['infer_s']:.3f} s "
+            f"(compile {r['infer_compile_s']:.1f} s)", flush=True)
+    if "train_s" in r:
+      print(f"batch {bsz}: train step {r['train_s']:.3f} s (compile {r['train_compile_s']:.1f} s)",
+            flush=True)
 
 
 if __name__ == "__main__":

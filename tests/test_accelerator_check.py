@@ -17,7 +17,7 @@ def test_accelerator_check_quick_writes_one_json(tmp_path):
   assert "backend cpu" in proc.stdout  # the devices are printed first
   result = json.loads(out.read_text())
   assert result["quick"] and result["backend"] == "cpu"
-  assert sorted(result["scale"]) == ["bfloat16/4", "float32/4"]
+  assert sorted(result["scale"]) == ["float32/4"]
   for row in result["scale"].values():
     assert row["step_s"] > 0 and row["compile_s"] > 0 and row["infer_forward_s"] > 0
     assert row["step_flops"] > 0 and row["achieved_flops_per_s"] > 0

@@ -8,7 +8,7 @@ Runs (every workdir under OUT_DIR):
   R  1 process x 4 devices, 8 steps (2 epochs of 4 steps; 18 examples at batch 4, so each epoch's
      last batch is completed by the next epoch's examples), validation after each epoch (10
      queries: the last eval batch of 8 is padded).
-  M  2 processes x 2 devices, the same, with a heartbeat timeout of 10 s: process 1 is killed
+  M  2 processes x 2 devices, the same, with a heartbeat timeout of 30 s: process 1 is killed
      (SIGKILL) as soon as the step-4 checkpoint exists; process 0 must stop with an error, not
      hang (it is killed with SIGKILL after 6 heartbeat timeouts otherwise: kill -9 of both). Then
      M is resumed with 2 processes and must end where R ends. R and M run side by side.
@@ -34,7 +34,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, REPO)
 
 NUM_TRAIN, NUM_VAL, DIMS = 18, 10, (32, 24)
-HEARTBEAT = 10  # seconds: the lost-process run (K) must fail well within the test's time
+# Seconds. The lost-process run must fail well within the test's time, but a timeout this short
+# must not fire while the processes are merely starved: CI runs this beside the whole suite on 2
+# cores, and a 10-s timeout once stopped a healthy run there before the kill.
+HEARTBEAT = 30
 
 
 def free_port() -> int:
@@ -239,7 +242,8 @@ def main(out: str) -> None:
       time.time() < deadline):
     time.sleep(0.05)
   lost = {"killed_at_step_4": os.path.isdir(first), "survivor_exit": None,
-          "seconds_to_exit": None}
+          "seconds_to_exit": None,
+          "exit_codes_before_the_kill": [p.poll() for p in procs]}  # [None, None] unless a crash
   procs[1].send_signal(signal.SIGKILL)
   killed = time.time()
   try:
@@ -249,9 +253,13 @@ def main(out: str) -> None:
     pass  # a hang: reported, and ended below
   procs[0].send_signal(signal.SIGKILL)  # kill -9 of both (nothing left to do if it stopped)
   procs[0].wait()
+  procs[1].wait()
   with open(f"{runs['M']}.killed.p0.log") as f:
     log = f.read()
   lost["survivor_log_tail"] = log[-3000:]
+  if not lost["killed_at_step_4"]:  # something stopped the run first: keep both logs' ends
+    with open(f"{runs['M']}.killed.p1.log") as f:
+      lost["killed_log_tail"] = f.read()[-3000:]
   # jax's coordination service: "... unhealthy (stopped sending heartbeats):\n<process ids>".
   found = re.search(r"stopped sending heartbeats\):\s*\n([^\n]*)", log)
   lost["named_processes"] = found.group(1).strip() if found else None
