@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Mapping, Sequence
 
-from sg_detr_jax.evaluation.highlight import brief_highlight, eval_highlight
-from sg_detr_jax.evaluation.highlight_only import eval_highlight_only
-from sg_detr_jax.evaluation.moment_retrieval import brief_moment_retrieval, eval_moment_retrieval
+# Only the numpy-free parts at package import: the metric modules (and numpy) load on the first
+# `evaluate` call, so `python -m sg_detr_jax.evaluation` can set up the process before numpy loads.
 from sg_detr_jax.evaluation.validate import SubmissionError, validate_submission
 
 TASKS = ("qvhighlights", "charades_sta", "tacos", "youtube_hl", "tvsum")
@@ -37,6 +36,11 @@ def evaluate(submission: Sequence[Mapping], ground_truth: Sequence[Mapping],
   Returns:
     An ordered dict: "brief" first, then the metric groups sorted by name.
   """
+  # pylint: disable=g-import-not-at-top
+  from sg_detr_jax.evaluation.highlight import brief_highlight, eval_highlight
+  from sg_detr_jax.evaluation.highlight_only import eval_highlight_only
+  from sg_detr_jax.evaluation.moment_retrieval import brief_moment_retrieval, eval_moment_retrieval
+  # pylint: enable=g-import-not-at-top
   if task not in TASKS:
     raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
   if not match_number:
