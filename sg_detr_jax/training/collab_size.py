@@ -12,40 +12,36 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from sg_detr_jax.data.pipeline import ExampleProcessor
 from sg_detr_jax.data.tfds_source import open_split
 from sg_detr_jax.models import atss
-from sg_detr_jax.models.fpn import FPN, STRIDES
 
 _CHUNK = 256  # examples per jitted assignment call
 
 
 def batch_positives(config, batch: dict) -> int:
   """max_b |P_b| of one batch (numpy arrays in the pipeline's layout): the official collab group
-  size for it. Each example is assigned twice, over its own valid rows and over the whole static
-  grid (the official candidates come from the batch's padded grid, which lies between the two),
-  with the same GT conversion and top-k as the training step (`atss.batch_targets`)."""
-  m = config.model
-  anchors_np, level = atss.make_anchors(batch["video_mask"].shape[1], STRIDES, m.anchor_sizes)
-  level_sizes = tuple(int(n) for n in np.bincount(level))
-  return int(_count(jnp.asarray(anchors_np), level_sizes, m.atss_top_k, m.atss_gt_tolerance,
-                    *(jnp.asarray(batch[k]) for k in _KEYS)))
+  size for it. Each example is assigned twice with the training step's own assignment
+  (`atss.training_targets`), over its own valid rows and over the whole static grid: the official
+  candidates come from the batch's padded grid, which lies between the two."""
+  own_rows = ml_collections.FrozenConfigDict(dict(config.model.to_dict(),
+                                                  atss_anchor_grid="sample"))
+  return int(_count(own_rows, {k: jnp.asarray(batch[k]) for k in _KEYS}))
 
 
 _KEYS = ("spans", "span_mask", "span_seconds", "clip_len", "video_mask")
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3))
-def _count(anchors, level_sizes, top_k, tolerance, spans, span_mask, span_seconds, clip_len,
-           video_mask):
-  def positives(rows):
-    mask = jnp.concatenate(FPN.level_masks(rows), axis=1)
-    labels, _ = atss.batch_targets(spans, span_mask, span_seconds, clip_len, anchors, level_sizes,
-                                   mask, top_k, tolerance)
-    return labels.sum(axis=1)
-  return jnp.maximum(positives(video_mask), positives(jnp.ones_like(video_mask))).max()
+@functools.partial(jax.jit, static_argnums=0)
+def _count(model_config, batch):
+  def positives(video_mask):
+    targets = atss.training_targets(dict(batch, video_mask=video_mask), model_config)
+    return targets.labels.sum(axis=1)
+  mask = batch["video_mask"].astype(bool)
+  return jnp.maximum(positives(mask), positives(jnp.ones_like(mask))).max()
 
 
 def max_positives(config) -> int:
