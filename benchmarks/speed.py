@@ -12,7 +12,8 @@ every batch size, after the compile, `--steps` timed calls of
   forward:      the jitted inference forward (predict step) up to its outputs on the host;
   forward+post: the same plus the official post-processing of every row into windows and saliency
                 scores (`postprocess.batch_windows` + `saliency_scores`, what launch.evaluate and
-                the Predictor run).
+                the Predictor run);
+  post:         that post-processing alone, on the outputs of one forward.
 Prints the median, min and max of each (these shared VMs drift 10-20 % between runs: compare
 medians, and rerun), then one JSON object with the ratios against the official numbers measured
 side by side on the 2-core reference CPU at batch 32 (OFFICIAL below): the train-step speed-up
@@ -74,13 +75,17 @@ def measure(config, bsz: int, steps: int) -> dict:
   def forward():
     return jax.device_get(predict(params, inputs))
 
-  def forward_post():
-    out = forward()
+  def post(out):
     windows = batch_windows(out, rows, seconds, np.full(bsz, CLIP_SECONDS), seconds,
                             config.postprocess)
     return windows, saliency_scores(out, rows, valid, valid, config.postprocess)
 
-  res = {"forward": spread(forward, steps), "forward_post": spread(forward_post, steps)}
+  def forward_post():
+    return post(forward())
+
+  out = forward()
+  res = {"forward": spread(forward, steps), "forward_post": spread(forward_post, steps),
+         "post": spread(lambda: post(out), steps)}
   train = steps_lib.make_train_step(config, 100)
   key = jax.random.key(0, impl=config.train.prng_impl)
   holder = {"state": state}
