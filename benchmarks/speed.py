@@ -11,8 +11,8 @@ every batch size, after the compile, `--steps` timed calls of
                 AdamW), state carried from call to call;
   forward:      the jitted inference forward (predict step) up to its outputs on the host;
   forward+post: the same plus the official post-processing of every row into windows and saliency
-                scores (`postprocess.batch_windows` + `saliency_scores`, what launch.evaluate and
-                the Predictor run);
+                scores (`postprocess_speed.postprocess`: `batch_windows` + `saliency_scores`, what
+                launch.evaluate and the Predictor run);
   post:         that post-processing alone, on the outputs of one forward.
 Prints the median, min and max of each (these shared VMs drift 10-20 % between runs: compare
 medians, and rerun), then one JSON object with the ratios against the official numbers measured
@@ -38,9 +38,9 @@ import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 
 import model_speed  # noqa: E402
+import postprocess_speed  # noqa: E402
 from launch import cli  # noqa: E402
 from sg_detr_jax.data.random_batch import CLIP_SECONDS  # noqa: E402
-from sg_detr_jax.inference.postprocess import batch_windows, saliency_scores  # noqa: E402
 from sg_detr_jax.training import steps as steps_lib  # noqa: E402
 from sg_detr_jax.training.loop import build  # noqa: E402
 
@@ -69,23 +69,21 @@ def measure(config, bsz: int, steps: int) -> dict:
   predict = steps_lib.make_predict_step(config)
   inputs = {k: batch[k] for k in ("video", "video_mask", "text", "text_mask")}
   valid = np.asarray(batch["video_mask"]).sum(1)
-  rows = np.arange(bsz)
-  seconds = valid * CLIP_SECONDS
+  rows = {"span_seconds": valid * CLIP_SECONDS, "clip_len": np.full(bsz, CLIP_SECONDS),
+          "duration": valid * CLIP_SECONDS, "num_real": valid, "num_valid": valid}
 
   def forward():
     return jax.device_get(predict(params, inputs))
 
   def post(out):
-    windows = batch_windows(out, rows, seconds, np.full(bsz, CLIP_SECONDS), seconds,
-                            config.postprocess)
-    return windows, saliency_scores(out, rows, valid, valid, config.postprocess)
+    return postprocess_speed.postprocess(out, rows, config.postprocess)
 
   def forward_post():
     return post(forward())
 
+  res = {"forward": spread(forward, steps)}  # its first call is the compile
   out = forward()
-  res = {"forward": spread(forward, steps), "forward_post": spread(forward_post, steps),
-         "post": spread(lambda: post(out), steps)}
+  res.update(forward_post=spread(forward_post, steps), post=spread(lambda: post(out), steps))
   train = steps_lib.make_train_step(config, 100)
   key = jax.random.key(0, impl=config.train.prng_impl)
   holder = {"state": state}
