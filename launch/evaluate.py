@@ -25,11 +25,12 @@ import os
 from absl import flags
 
 from launch import cli
+from launch import distributed as distributed_lib
 
 
 def run(config, workdir: str, checkpoint: str = "best", split: str | None = None,
         quiet: bool = False, torch_checkpoint: str | None = None,
-        distributed: bool | cli.Distributed = False) -> dict | None:
+        distributed: bool | distributed_lib.Distributed = False) -> dict | None:
   """Predicts `split` with a checkpoint of `workdir` (see the module docstring); its metrics.
 
   Several devices: the batches are split over the mesh of `config.mesh` and the predictions
@@ -37,7 +38,7 @@ def run(config, workdir: str, checkpoint: str = "best", split: str | None = None
   every prediction and process 0 writes the one set of files.
   """
   if distributed:
-    (distributed if isinstance(distributed, cli.Distributed) else cli.Distributed()).initialize()
+    distributed_lib.join(distributed)
   import jax  # pylint: disable=g-import-not-at-top
   from sg_detr_jax import sharding
   from sg_detr_jax.inference.evaluate_split import evaluate_split
@@ -88,7 +89,7 @@ def define_flags() -> None:
   flags.DEFINE_string("split", None, "default: config.data.eval_split")
   flags.DEFINE_string("torch_checkpoint", None,
                       "evaluate an official PyTorch checkpoint (converted in memory)")
-  cli.define_distributed_flags()
+  distributed_lib.define_flags()
   flags.mark_flag_as_required("workdir")
 
 
@@ -96,7 +97,7 @@ def main(argv) -> None:
   cli.no_positional_args(argv)
   f = flags.FLAGS
   run(f.config, f.workdir, f.checkpoint, f.split, torch_checkpoint=f.torch_checkpoint,
-      distributed=cli.distributed_from_flags() or False)
+      distributed=distributed_lib.from_flags() or False)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@
 Re-running on an existing workdir resumes from its latest checkpoint. Several processes (GPU nodes,
 TPU hosts, or several processes on one machine): add --distributed and start one process per host
 (launch/slurm_gpu.sh, launch/tpu_pod.sh; elsewhere give --coordinator/--num_processes/--process_id
-or the JAX_* variables, see launch/cli.py `Distributed` for the timeouts); the mesh spans every
-device and each process reads its own rows of every global batch. With the synthetic config
+or the JAX_* variables, see launch/distributed.py `Distributed` for the timeouts); the mesh spans
+every device and each process reads its own rows of every global batch. With the synthetic config
 the dataset is generated and built on first use. When training ends, the best checkpoint's
 validation metrics are printed and written to <workdir>/eval/. `--config` takes
 `configs/<name>.py[:arg]`; every `--config.a.b=v` must name an existing field of that config and
@@ -22,6 +22,7 @@ import os
 from absl import flags
 
 from launch import cli
+from launch import distributed as distributed_lib
 
 
 def ensure_synthetic(config) -> None:
@@ -45,14 +46,14 @@ def print_brief(metrics: dict, title: str) -> None:
 
 
 def run(config, workdir: str, *, progress: bool = True,
-        distributed: bool | cli.Distributed = False) -> dict | None:
+        distributed: bool | distributed_lib.Distributed = False) -> dict | None:
   """Trains (or resumes) in `workdir`, then evaluates the best checkpoint; returns its metrics.
 
-  `distributed`: True (auto-detected / $JAX_* environment) or a `cli.Distributed`: this process
-  joins a multi-process run first (process 0 writes the logs, predictions and metrics).
+  `distributed`: True (auto-detected / $JAX_* environment) or a `distributed_lib.Distributed`:
+  this process joins a multi-process run first (process 0 writes the logs, predictions and metrics).
   """
   if distributed:
-    (distributed if isinstance(distributed, cli.Distributed) else cli.Distributed()).initialize()
+    distributed_lib.join(distributed)
   else:
     ensure_synthetic(config)  # multi-process runs read a dataset built beforehand
   import jax  # pylint: disable=g-import-not-at-top
@@ -73,14 +74,14 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "run folder: checkpoints, logs, eval/; an existing one "
                       "is resumed")
   flags.DEFINE_bool("progress", True, "progress bar (--noprogress: logs only)")
-  cli.define_distributed_flags()
+  distributed_lib.define_flags()
   flags.mark_flag_as_required("workdir")
 
 
 def main(argv) -> None:
   cli.no_positional_args(argv)
   f = flags.FLAGS
-  run(f.config, f.workdir, progress=f.progress, distributed=cli.distributed_from_flags() or False)
+  run(f.config, f.workdir, progress=f.progress, distributed=distributed_lib.from_flags() or False)
 
 
 if __name__ == "__main__":

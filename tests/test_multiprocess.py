@@ -71,23 +71,23 @@ def test_batch_not_divisible_by_processes_is_explained(synthetic_tfds):
 
 # -- the distributed flags -----------------------------------------------------------------------
 def test_distributed_options_read_the_environment(monkeypatch):
-  from launch import cli
+  from launch import distributed as distributed_lib
   monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "10.0.0.1:1234")
   monkeypatch.setenv("JAX_NUM_PROCESSES", "4")
   monkeypatch.setenv("JAX_PROCESS_ID", "3")
-  d = cli.Distributed().resolved()
+  d = distributed_lib.Distributed().resolved()
   assert (d.coordinator, d.num_processes, d.process_id) == ("10.0.0.1:1234", 4, 3)
-  d = cli.Distributed(coordinator="h:1", num_processes=2, process_id=0).resolved()
+  d = distributed_lib.Distributed(coordinator="h:1", num_processes=2, process_id=0).resolved()
   assert (d.coordinator, d.num_processes, d.process_id) == ("h:1", 2, 0)  # flags win
   monkeypatch.setenv("JAX_PROCESS_ID", "x")
   with pytest.raises(ValueError, match="JAX_PROCESS_ID"):
-    cli.Distributed().resolved()
+    distributed_lib.Distributed().resolved()
 
 
 def test_process_id_out_of_range_is_refused_before_connecting():
-  from launch import cli
+  from launch import distributed as distributed_lib
   with pytest.raises(ValueError, match="process id 2 is not in 0 .. 1"):
-    cli.Distributed(coordinator="localhost:1", num_processes=2, process_id=2).initialize()
+    distributed_lib.Distributed(coordinator="localhost:1", num_processes=2, process_id=2).initialize()
 
 
 def test_train_flags_document_the_distributed_options():

@@ -31,6 +31,24 @@ def test_overfits_one_batch(synthetic_tfds):
   assert np.mean(losses[-4:]) < 0.85 * np.mean(losses[:4]), losses
 
 
+def test_steps_share_one_compile_across_fields_they_do_not_read(synthetic_tfds):
+  # jit keys its cache on the static config's hash and equality: runs that differ only in the
+  # schedule length, data folder, seed or logging reuse the compiled steps; model, loss and
+  # optimizer changes do not.
+  a = tiny_train_config(synthetic_tfds)
+  b = tiny_train_config(synthetic_tfds)
+  b.train.num_epochs, b.train.log_every_steps, b.seed = 7, 3, 11
+  b.data.data_dir, b.postprocess.aux_nms_iou = "/elsewhere", 0.3
+  assert steps_lib.step_config(a) == steps_lib.step_config(b)
+  assert hash(steps_lib.step_config(a)) == hash(steps_lib.step_config(b))
+  for field, value in (("model.ffn_dim", 48), ("loss.span", 3.0), ("optim.lr", 0.5),
+                       ("data.video_dim", 7), ("mesh.data_axis", "batch")):
+    c = tiny_train_config(synthetic_tfds)
+    group, name = field.split(".")
+    c[group][name] = value
+    assert steps_lib.step_config(c) != steps_lib.step_config(a), field
+
+
 def test_training_writes_checkpoint_logs_and_metrics(trained):
   c, workdir, metrics = trained
   assert metrics is not None and "MR-full-mAP" in metrics["brief"]

@@ -3,10 +3,12 @@
 TrainState is a plain pytree: {"params": nnx.State of the model's Params, "opt_state": optax
 state, "step": int32 scalar}. A step is a pure function of (state, batch, key) and of the config,
 which is a static argument: the model graph, the optimizer and the schedule are all built from
-the config (and the steps per epoch) while the step is traced. The config is passed as an
-immutable, hashable `ml_collections.FrozenConfigDict`, so jit's own cache serves a step built
-again in the same process (evaluation after training, a resumed run, a notebook) without a second
-compilation, and a changed config compiles anew.
+the config (and the steps per epoch) while the step is traced. The steps receive only the part of
+the config they read (`step_config`: model, loss, optim, the mesh axis and the data's input
+widths), as an immutable, hashable `ml_collections.FrozenConfigDict`. So jit's own cache serves a
+step built again in the same process (evaluation after training, a resumed run, a notebook, a run
+that differs only in its schedule length, data folder or logging) without a second compilation,
+and a change that reaches the step compiles anew.
 """
 
 from __future__ import annotations
@@ -36,12 +38,21 @@ def init_state(model: nnx.Module, tx: optax.GradientTransformation):
 
 
 def model_graph(config) -> nnx.GraphDef:
-  """The graph definition of `config`'s model, built abstractly (no parameter is computed)."""
-  return nnx.split(nnx.eval_shape(lambda: sg_detr.create(config)), nnx.Param)[0]
+  """The graph definition of `config`'s model, built abstractly (no parameter is computed; the
+  seed only changes parameter values, so any seed gives the same graph)."""
+  return nnx.split(nnx.eval_shape(lambda: sg_detr.create(config, rng_seed=0)), nnx.Param)[0]
 
 
-def _frozen(config) -> ml_collections.FrozenConfigDict:
-  return ml_collections.FrozenConfigDict(config)
+# The fields of config.data that shape the model (its input widths and the window slots).
+_MODEL_DATA_FIELDS = ("video_dim", "text_dim", "use_tef", "max_windows")
+
+
+def step_config(config) -> ml_collections.FrozenConfigDict:
+  """The part of `config` the steps read, frozen (hashable): the static argument of the steps."""
+  return ml_collections.FrozenConfigDict({
+      "model": config.model, "loss": config.loss, "optim": config.optim,
+      "mesh": {"data_axis": config.mesh.data_axis},
+      "data": {k: config.data[k] for k in _MODEL_DATA_FIELDS}})
 
 
 def _model_inputs(batch, dtype):
@@ -106,7 +117,7 @@ def predict_step(params, batch, *, config, mesh=None):
 
 def make_train_step(config, steps_per_epoch: int, mesh=None):
   """train_step(state, batch, base_key) -> (state, metrics) of `config` (see `train_step`)."""
-  return functools.partial(train_step, config=_frozen(config), steps_per_epoch=steps_per_epoch,
+  return functools.partial(train_step, config=step_config(config), steps_per_epoch=steps_per_epoch,
                            mesh=mesh)
 
 
@@ -114,7 +125,7 @@ def make_predict_step(config, mesh=None):
   """predict_step(params, batch) -> `Predictions` of `config` (see `predict_step`). With a
   `mesh`, `batch` is the whole (global) numpy batch on every process: each device gets its rows
   (`sharding.global_batch`), and the predictions come back whole on every process."""
-  step = functools.partial(predict_step, config=_frozen(config), mesh=mesh)
+  step = functools.partial(predict_step, config=step_config(config), mesh=mesh)
   if mesh is None:
     return step
   axis = config.mesh.data_axis

@@ -98,8 +98,8 @@ def wait_all(procs, workdir, timeout=1200) -> list[int]:
 def ckpt_worker(mode: str, directory: str, npz: str) -> None:
   """mode "write": saves a (random) train state at step 1 and, process 0, its arrays to `npz`;
   "read": restores step 1 and checks it bitwise against `npz` (prints CKPT_EQUAL True/False)."""
-  from launch import cli
-  cli.Distributed(heartbeat_timeout=HEARTBEAT).resolved().initialize()
+  from launch import distributed as distributed_lib
+  distributed_lib.Distributed(heartbeat_timeout=HEARTBEAT).resolved().initialize()
   import jax
   import numpy as np
   from configs import tiny
