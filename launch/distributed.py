@@ -37,6 +37,10 @@ class Distributed:
       compilation or evaluation does not count against it.
     shutdown_timeout: seconds a finishing process waits at exit for the others to finish too
       (processes that finish at different times, e.g. process 0 writing the last files).
+    preemption_service: jax's preemption service (`jax_enable_preemption_service`): SIGTERM on
+      any process becomes a notice that training reads (`training/preemption.py`: every process
+      saves the same step and stops). Off, SIGTERM ends a process as usual (launch.evaluate, which
+      has nothing to save).
   """
   coordinator: str | None = None
   num_processes: int | None = None
@@ -44,6 +48,7 @@ class Distributed:
   init_timeout: int = 300
   heartbeat_timeout: int = 60
   shutdown_timeout: int = 120
+  preemption_service: bool = True
 
   def resolved(self) -> "Distributed":
     """The flags, with the JAX_* environment variables for the ones not given."""
@@ -76,6 +81,7 @@ class Distributed:
     if d.num_processes is not None and d.process_id is not None and not (
         0 <= d.process_id < d.num_processes):
       raise ValueError(f"process id {d.process_id} is not in 0 .. {d.num_processes - 1}")
+    jax.config.update("jax_enable_preemption_service", d.preemption_service)
     if jax.config.jax_cpu_collectives_implementation in (None, "", "none"):
       jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
@@ -127,7 +133,8 @@ def from_flags() -> Distributed | None:
                      heartbeat_timeout=f.heartbeat_timeout, shutdown_timeout=f.shutdown_timeout)
 
 
-def join(spec: bool | Distributed) -> None:
+def join(spec: bool | Distributed, **changes) -> None:
   """Joins a multi-process run: `spec` True (auto-detected / the JAX_* environment) or a
-  `Distributed` as given."""
-  (spec if isinstance(spec, Distributed) else Distributed()).initialize()
+  `Distributed` as given; `changes` replace its fields (e.g. preemption_service=False)."""
+  spec = spec if isinstance(spec, Distributed) else Distributed()
+  dataclasses.replace(spec, **changes).initialize()

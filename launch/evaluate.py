@@ -38,7 +38,7 @@ def run(config, workdir: str, checkpoint: str = "best", split: str | None = None
   every prediction and process 0 writes the one set of files.
   """
   if distributed:
-    distributed_lib.join(distributed)
+    distributed_lib.join(distributed, preemption_service=False)  # SIGTERM: stop as usual
   import jax  # pylint: disable=g-import-not-at-top
   from sg_detr_jax import sharding
   from sg_detr_jax.inference.evaluate_split import evaluate_split

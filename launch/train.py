@@ -13,16 +13,22 @@ the dataset is generated and built on first use. When training ends, the best ch
 validation metrics are printed and written to <workdir>/eval/. `--config` takes
 `configs/<name>.py[:arg]`; every `--config.a.b=v` must name an existing field of that config and
 parse as its type. From Python: `run(config, workdir)`.
+
+SIGTERM (a scheduler's preemption notice) stops training on every process at one step, saves that
+step and exits with status 143 (128 + SIGTERM); the same command resumes from there.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 from absl import flags
 
 from launch import cli
 from launch import distributed as distributed_lib
+
+PREEMPTED_EXIT_STATUS = 143  # what a process ended by SIGTERM reports: 128 + 15
 
 
 def ensure_synthetic(config) -> None:
@@ -80,8 +86,16 @@ def define_flags() -> None:
 
 def main(argv) -> None:
   cli.no_positional_args(argv)
+  from sg_detr_jax.training.preemption import Preempted  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
-  run(f.config, f.workdir, progress=f.progress, distributed=distributed_lib.from_flags() or False)
+  try:
+    run(f.config, f.workdir, progress=f.progress,
+        distributed=distributed_lib.from_flags() or False)
+  except Preempted as e:
+    # The checkpoint of the step reached is on disk; the exit status is a SIGTERM's, so a
+    # scheduler sees a terminated job (and requeues it if told to).
+    print(e, file=sys.stderr)
+    sys.exit(PREEMPTED_EXIT_STATUS)
 
 
 if __name__ == "__main__":

@@ -95,8 +95,24 @@ def trained(synthetic_tfds, tmp_path_factory):
 # Slow checks that run as scripts of tests/helpers/ (each writes its report to stdout, and its files
 # to the output folder it is given) start when the session begins, each in its own process group:
 # they use the second core while the rest of the suite, mostly one core of single-threaded XLA
-# compiles, runs beside them. Their tests wait for them through `helper_output`.
+# compiles, runs beside them. Their tests wait for them through `helper_output`, and run last
+# (`pytest_collection_modifyitems`), so that no test waits while the other core has work left.
 BACKGROUND = {}
+
+
+def _waits_for_background(item) -> bool:
+  """The test reads a background check's result (the kill-9 test: its killed run)."""
+  return (item.nodeid.startswith(("tests/test_accelerator_check.py", "tests/test_sharding.py",
+                                  "tests/test_golden_official.py"))
+          or (item.nodeid.startswith("tests/test_multiprocess.py")
+              and "report" in getattr(item, "fixturenames", ()))
+          or "test_kill_9" in item.nodeid)
+
+
+def pytest_collection_modifyitems(session, config, items):  # pylint: disable=unused-argument
+  """The tests that wait for a background check go last, in their collected order."""
+  waits = [item for item in items if _waits_for_background(item)]
+  items[:] = [item for item in items if not _waits_for_background(item)] + waits
 
 
 def _helper_cmd(script: str, out_dir: str) -> list[str]:
@@ -161,6 +177,13 @@ def _multiprocess_check_in_background(request, tmp_path_factory):
       request, tmp_path_factory, "multiprocess", "multiprocess_check.py",
       lambda item: (item.nodeid.startswith("tests/test_multiprocess.py")
                     and "report" in getattr(item, "fixturenames", ())))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _accelerator_check_in_background(request, tmp_path_factory):
+  """tests/helpers/accelerator_check_quick.py (benchmarks/accelerator_check.sh --quick, ~2 min)."""
+  yield from _in_background(request, tmp_path_factory, "accelerator", "accelerator_check_quick.py",
+                            lambda item: item.nodeid.startswith("tests/test_accelerator_check.py"))
 
 
 @pytest.fixture(scope="session", autouse=True)

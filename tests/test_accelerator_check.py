@@ -1,21 +1,18 @@
 """benchmarks/accelerator_check.sh --quick: the one-command accelerator check, CPU-sized, so that
-it keeps working between the runs on a GPU or TPU."""
+it keeps working between the runs on a GPU or TPU (tests/helpers/accelerator_check_quick.py, started
+with the session by tests/conftest.py)."""
 
 import json
 import os
-import subprocess
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_accelerator_check_quick_writes_one_json(tmp_path):
-  out = tmp_path / "check.json"
-  proc = subprocess.run([os.path.join(REPO, "benchmarks", "accelerator_check.sh"), "--quick",
-                         f"--out={out}"], cwd=REPO, capture_output=True, text=True, timeout=900,
-                        check=False, env=dict(os.environ, JAX_PLATFORMS="cpu"))
-  assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-  assert "backend cpu" in proc.stdout  # the devices are printed first
-  result = json.loads(out.read_text())
+def test_accelerator_check_quick_writes_one_json(tmp_path_factory):
+  from conftest import helper_output  # the module pytest loaded (not a second copy)
+  output, code, out_dir = helper_output("accelerator", "accelerator_check_quick.py",
+                                        tmp_path_factory, 1500)
+  assert code == 0, output[-4000:]
+  assert "backend cpu" in output  # the devices are printed first
+  result = json.loads(open(os.path.join(out_dir, "check.json")).read())
   assert result["quick"] and result["backend"] == "cpu"
   assert sorted(result["scale"]) == ["float32/4"]
   for row in result["scale"].values():

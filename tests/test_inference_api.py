@@ -11,7 +11,6 @@ import pytest
 from sg_detr_jax import jsonl
 from sg_detr_jax.training.checkpoints import Checkpoints
 from sg_detr_jax.training.loop import NonFiniteLossError, train_and_evaluate
-from tests.conftest import tiny_train_config
 
 
 @pytest.fixture(scope="module")
@@ -99,17 +98,23 @@ def test_predict_cli_and_figures(evaluated, synthetic_tfds, tmp_path):
     visualize.main(["--workdir", workdir, "--qids", "987654321"])
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(trained, tmp_path):
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(trained, tmp_path, monkeypatch):
+  """A forward that diverges (here: every batch turned to NaN after the input checks, so the
+  compiled step is `trained`'s own) stops training with the terms named; nothing is written
+  after the last good step."""
+  from sg_detr_jax.training import loop
   c, workdir, _ = trained
   copy = str(tmp_path / "run")
   shutil.copytree(workdir, copy)
-  bad = tiny_train_config({"data_dir": c.data.data_dir,
-                           "raw": os.path.dirname(os.path.dirname(c.data.gt_files.val))})
-  bad.train.num_epochs = 3  # resumes after the 2 trained epochs
-  bad.loss.giou = float("nan")  # every step's total loss becomes NaN
+  more = c.copy_and_resolve_references()
+  more.train.num_epochs = 3  # resumes after the 2 trained epochs
+  arrays = loop.device_arrays
+  diverged = lambda batch: {k: (np.full_like(v, np.nan) if k == "video" else v)  # noqa: E731
+                            for k, v in arrays(batch).items()}
+  monkeypatch.setattr(loop, "device_arrays", diverged)
   before = Checkpoints(copy).steps()
   with pytest.raises(NonFiniteLossError, match=r"not finite.*loss.*last good checkpoint"):
-    train_and_evaluate(bad, copy, progress=False)
+    train_and_evaluate(more, copy, progress=False)
   ckpts = Checkpoints(copy)
   assert ckpts.steps() == before and ckpts.latest() == 24  # nothing written after the bad steps
   assert ckpts.best() in before  # the validation scores are still there

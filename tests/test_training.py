@@ -134,12 +134,26 @@ def test_cli_flags_and_errors():
   assert "--[no]progress" in r.stdout and "--config.a.b=v" in r.stdout, r.stderr
 
 
+def test_preempted_command_exits_with_sigterm_status_and_says_how_to_resume():
+  """launch.train's command line: a run that stopped on SIGTERM (`Preempted`, its checkpoint
+  saved) exits with 143 = 128 + SIGTERM and one line, no traceback."""
+  import subprocess
+  import sys
+  code = ("from launch import train, cli; from sg_detr_jax.training import preemption\n"
+          "def run(*a, **k): raise preemption.Preempted(7, '/w/checkpoints')\n"
+          "train.run = run; train.define_flags(); cli.run(train.main)")
+  r = subprocess.run([sys.executable, "-c", code, "--config=configs/tiny.py", "--workdir=w"],
+                     capture_output=True, text=True, timeout=300)
+  assert r.returncode == 143, r.stderr
+  assert "stopped at step 7" in r.stderr and "resume" in r.stderr
+  assert "Traceback" not in r.stderr, r.stderr
+
+
 def test_kill_9_mid_run_then_rerun_matches_the_uninterrupted_run(trained, tmp_path):
   """`kill -9` after the first epoch's checkpoint (with a half-written later checkpoint left
-  behind, as a kill during a save leaves it), then the same command again: the run resumes from
-  the last complete checkpoint and ends bitwise where the uninterrupted run (`trained`) ended."""
+  behind, as a kill during a save leaves it), then the same run again: it resumes from the last
+  complete checkpoint and ends bitwise where the uninterrupted run (`trained`) ended."""
   import signal
-  import subprocess
   from conftest import BACKGROUND, overrides_for  # the module pytest loaded
   c, ref_dir, _ = trained
   thread, result, cmd, workdir = BACKGROUND["interrupted"]  # started with the session
@@ -152,8 +166,10 @@ def test_kill_9_mid_run_then_rerun_matches_the_uninterrupted_run(trained, tmp_pa
   os.makedirs(os.path.join(partial, "state"))
   with open(os.path.join(partial, "state", "half_written"), "wb") as f:
     f.write(b"\0" * 100)
-  done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-  assert done.returncode == 0, done.stderr[-3000:]
+  # The same run again, through the function behind the command (in this process, so the
+  # compiled steps of `trained` serve it: the killed process above was the separate one).
+  from launch import train
+  train.run(c, workdir, progress=False)
 
   ours, ref = Checkpoints(workdir), Checkpoints(ref_dir)
   assert ours.latest() == ref.latest() == 24
@@ -164,6 +180,51 @@ def test_kill_9_mid_run_then_rerun_matches_the_uninterrupted_run(trained, tmp_pa
   for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
   # Same validation metrics at both epochs (the last record per step: a resumed run appends).
+  evals = lambda d: {r["step"]: r for r in map(json.loads, open(os.path.join(d, "metrics.jsonl")))  # noqa: E731
+                     if r["split"] == "eval"}
+  assert evals(workdir) == evals(ref_dir) and sorted(evals(ref_dir)) == [12, 24]
+
+
+def test_sigterm_saves_the_step_reached_and_the_rerun_ends_like_the_uninterrupted_run(
+    trained, tmp_path, monkeypatch):
+  """A real SIGTERM (a scheduler's preemption notice) in the middle of epoch 2: training stops
+  after that step with a checkpoint of it, the SIGTERM handler is put back, and running again
+  resumes mid-epoch and ends bitwise where the uninterrupted run (`trained`) ended."""
+  import signal
+  from sg_detr_jax.training import loop
+  from sg_detr_jax.training.preemption import Preempted
+  c, ref_dir, _ = trained
+  workdir = str(tmp_path / "run")
+  calls = []
+
+  def arrays_then_notice(batch):  # the 15th batch: SIGTERM arrives while step 15 runs
+    calls.append(1)
+    if len(calls) == 15:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return device_arrays(batch)
+
+  late = []  # stands in for pytest's handler: a stray SIGTERM must not end the session
+  previous = signal.signal(signal.SIGTERM, lambda *_: late.append(True))
+  try:
+    monkeypatch.setattr(loop, "device_arrays", arrays_then_notice)
+    with pytest.raises(Preempted, match="stopped at step 15") as stop:
+      loop.train_and_evaluate(c, workdir, progress=False)
+    restored = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(loop, "device_arrays", device_arrays)
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  assert not late and stop.value.step == 15
+  assert restored.__name__ == "<lambda>"  # the handler in place before training, put back
+  assert Checkpoints(workdir).latest() == 15 and 12 in Checkpoints(workdir).steps()
+
+  loop.train_and_evaluate(c, workdir, progress=False)  # the same run again: resumes at 15
+  ours, ref = Checkpoints(workdir), Checkpoints(ref_dir)
+  assert ours.latest() == ref.latest() == 24
+  ds, n = train_dataset(c.data, c.train.batch_size, c.seed)
+  _, fresh, _, _ = build(c, n // c.train.batch_size)
+  for x, y in zip(jax.tree_util.tree_leaves(ours.restore(24, fresh)[0]),
+                  jax.tree_util.tree_leaves(ref.restore(24, fresh)[0])):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
   evals = lambda d: {r["step"]: r for r in map(json.loads, open(os.path.join(d, "metrics.jsonl")))  # noqa: E731
                      if r["split"] == "eval"}
   assert evals(workdir) == evals(ref_dir) and sorted(evals(ref_dir)) == [12, 24]

@@ -2,7 +2,9 @@
 
 One epoch = len(train split) // batch_size steps. After every `eval_every_epochs` epochs the
 validation split is predicted and scored; every epoch ends with a checkpoint (train state, input
-iterator state, config), so re-running on the same workdir resumes exactly where it stopped.
+iterator state, config), so re-running on the same workdir resumes exactly where it stopped. A
+SIGTERM (a scheduler's preemption notice) stops every process at one agreed step with a checkpoint
+of that step (`training/preemption.py`) and raises `Preempted`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sg_detr_jax.training import collab_size, provenance
 from sg_detr_jax.training import steps as steps_lib
 from sg_detr_jax.training.checkpoints import Checkpoints, load_params
 from sg_detr_jax.training.logger import MetricLogger, WindowMean
+from sg_detr_jax.training.preemption import Preempted, Preemption
 from sg_detr_jax.training.optimizer import make_model_optimizer
 
 
@@ -106,54 +109,69 @@ def train_and_evaluate(config, workdir: str, progress: bool = True) -> dict | No
   window = WindowMean()  # the steps since the last log, summed on the device
   tick, tick_step = time.time(), step
   try:
-    while step < total_steps:
-      batch = next(iterator)
-      arrays = device_arrays(batch)
-      if step_mesh is not None:
-        arrays = sharding.shard_batch(arrays, mesh, axis)
-      state, step_metrics = train_step(state, arrays, base_key)
-      window.add(step_metrics)
-      step += 1
-      bar.update(1)
-      epoch_end = step % steps_per_epoch == 0 or step == total_steps
-      if step % t.log_every_steps == 0 or epoch_end:
-        scalars = window.result()  # means over the steps since the last log
-        if not math.isfinite(scalars["loss"]):
-          bad = sorted(k for k, v in scalars.items() if not math.isfinite(v))
-          raise NonFiniteLossError(
-              f"steps {tick_step + 1}-{step}: the loss is not finite (non-finite means: "
-              f"{', '.join(bad)}); training stopped, the last good checkpoint in "
-              f"{ckpts.directory} is kept (step {ckpts.latest()})")
-        # Epoch ends also log, so count the steps actually taken since the previous log.
-        scalars["steps_per_sec"] = (step - tick_step) / max(time.time() - tick, 1e-9)
-        tick, tick_step = time.time(), step
-        logger.write(step, "train", scalars)
-        bar.set_postfix(loss=f"{scalars['loss']:.3f}", lr=f"{scalars['lr']:.2e}")
-      if not epoch_end:
-        continue
-      epoch = math.ceil(step / steps_per_epoch)
-      score = None
-      if gt_file(config, config.data.eval_split) and (
-          epoch % t.eval_every_epochs == 0 or step == total_steps):
-        # The head whose metrics pick the best checkpoint (official QVHighlights: the DETR head).
-        metrics = evaluate_split(predict_step, state["params"], config, config.data.eval_split,
-                                 head=t.best_head)
-        brief = metrics["brief"]
-        logger.write(step, "eval", {k: float(v) for k, v in brief.items()})
-        if t.best_metric not in brief:
-          raise KeyError(f"train.best_metric {t.best_metric!r} is not a metric of this "
-                         f"dataset; choose one of {sorted(brief)}")
-        score = brief[t.best_metric]
-        if best is None or score > best[0]:
-          best = (score, metrics)
-        # stderr, with the progress bar: stdout stays free for a caller's own output (benchmarks
-        # print one JSON object there).
-        bar.write(f"epoch {epoch} step {step}: {t.best_metric} = {score:.2f}", file=sys.stderr)
-      # Asynchronous: written while the next epoch trains (the previous epoch's save is waited
-      # for first); a kill during the write leaves the previous checkpoints untouched.
-      ckpts.save(step, state, iterator.get_state(), config, score)
+    with Preemption() as preemption:
+      while step < total_steps:
+        batch = next(iterator)
+        arrays = device_arrays(batch)
+        if step_mesh is not None:
+          arrays = sharding.shard_batch(arrays, mesh, axis)
+        state, step_metrics = train_step(state, arrays, base_key)
+        window.add(step_metrics)
+        step += 1
+        bar.update(1)
+        epoch_end = step % steps_per_epoch == 0 or step == total_steps
+        if step % t.log_every_steps == 0 or epoch_end:
+          scalars = window.result()  # means over the steps since the last log
+          if not math.isfinite(scalars["loss"]):
+            bad = sorted(k for k, v in scalars.items() if not math.isfinite(v))
+            raise NonFiniteLossError(
+                f"steps {tick_step + 1}-{step}: the loss is not finite (non-finite means: "
+                f"{', '.join(bad)}); training stopped, the last good checkpoint in "
+                f"{ckpts.directory} is kept (step {ckpts.latest()})")
+          # Epoch ends also log, so count the steps actually taken since the previous log.
+          scalars["steps_per_sec"] = (step - tick_step) / max(time.time() - tick, 1e-9)
+          tick, tick_step = time.time(), step
+          logger.write(step, "train", scalars)
+          bar.set_postfix(loss=f"{scalars['loss']:.3f}", lr=f"{scalars['lr']:.2e}")
+        if epoch_end:
+          metrics = _evaluate_epoch(config, predict_step, state, step, steps_per_epoch,
+                                    total_steps, logger, bar)
+          if metrics is not None and (best is None or metrics[0] > best[0]):
+            best = metrics
+          # Asynchronous: written while the next epoch trains (the previous epoch's save is
+          # waited for first); a kill during the write leaves the previous checkpoints untouched.
+          ckpts.save(step, state, iterator.get_state(), config,
+                     None if metrics is None else metrics[0])
+        if preemption.reached(step):  # every process stops here, at the same step
+          if not epoch_end:
+            ckpts.save(step, state, iterator.get_state(), config)
+          raise Preempted(step, ckpts.directory)
   finally:
     bar.close()
     logger.close()
     ckpts.close()  # waits until the last save is on disk
   return best[1] if best else None
+
+
+def _evaluate_epoch(config, predict_step, state, step: int, steps_per_epoch: int,
+                    total_steps: int, logger, bar) -> tuple[float, dict] | None:
+  """(score, metrics) of the validation split at this epoch end; None when the config evaluates
+  no split here (no labels, or not an evaluation epoch)."""
+  t = config.train
+  epoch = math.ceil(step / steps_per_epoch)
+  if not gt_file(config, config.data.eval_split) or not (
+      epoch % t.eval_every_epochs == 0 or step == total_steps):
+    return None
+  # The head whose metrics pick the best checkpoint (official QVHighlights: the DETR head).
+  metrics = evaluate_split(predict_step, state["params"], config, config.data.eval_split,
+                           head=t.best_head)
+  brief = metrics["brief"]
+  logger.write(step, "eval", {k: float(v) for k, v in brief.items()})
+  if t.best_metric not in brief:
+    raise KeyError(f"train.best_metric {t.best_metric!r} is not a metric of this "
+                   f"dataset; choose one of {sorted(brief)}")
+  score = brief[t.best_metric]
+  # stderr, with the progress bar: stdout stays free for a caller's own output (benchmarks print
+  # one JSON object there).
+  bar.write(f"epoch {epoch} step {step}: {t.best_metric} = {score:.2f}", file=sys.stderr)
+  return score, metrics

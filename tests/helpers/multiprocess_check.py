@@ -6,8 +6,8 @@ and a small synthetic dataset. Prints a JSON report; tests/test_multiprocess.py 
 
 Runs (every workdir under OUT_DIR):
   R  1 process x 4 devices, 8 steps (2 epochs of 4 steps; 18 examples at batch 4, so each epoch's
-     last batch is completed by the next epoch's examples), validation after each epoch (10
-     queries: the last eval batch of 8 is padded).
+     last batch is completed by the next epoch's examples), validation at the end (10 queries:
+     the last eval batch of 8 is padded).
   M  2 processes x 2 devices, the same, with a heartbeat timeout of 30 s: process 1 is killed
      (SIGKILL) as soon as the step-4 checkpoint exists; process 0 must stop with an error, not
      hang (it is killed with SIGKILL after 6 heartbeat timeouts otherwise: kill -9 of both). Then
@@ -15,6 +15,10 @@ Runs (every workdir under OUT_DIR):
   C  checkpoint round trips without training (`--ckpt_worker`): a state saved by 2 processes is
      restored in 1 process, and one saved by 1 process restored in 2, compared bit for bit with
      the arrays the writers held.
+  P  preemption without training (`--preempt_worker`): 2 processes step in lockstep (a
+     cross-process barrier per step) asking `training.preemption.Preemption` after every step, as
+     the training loop does; process 1 alone gets SIGTERM. Both must stop at the same step,
+     within seconds, and exit normally.
 (The train step holds a host callback, the Hungarian matcher, so jax's persistent compilation
 cache does not keep it: every training run compiles, which is most of the time here.)
 """
@@ -52,7 +56,9 @@ def overrides(data_root: str) -> list[str]:
       f"--config.data.data_dir={data_root}/tfds",
       f"--config.data.gt_files.val={data_root}/raw/annotations/val.jsonl",
       "--config.train.eval_batch_size=8", "--config.train.log_every_steps=1",
-      "--config.train.keep_best=2",  # keeps the epoch-1 checkpoint (step 4) for the resumes
+      # One validation, at the end: the killed run never evaluates, so its processes skip the
+      # predict step's compile (most of a tiny run's time is compiles).
+      "--config.train.eval_every_epochs=2",
       "--config.optim.warmup_epochs=0", "--config.optim.milestones=()", "--config.optim.lr=1e-3",
       "--config.model.decoder_layers=1",  # half the compile time; every module is still there
   ]
@@ -161,6 +167,57 @@ def checkpoint_round_trips(out: str) -> dict:
   np.savez(one + ".npz", *[np.asarray(x) for x in jax.tree_util.tree_leaves(state)])
   wait_all(start([*me, "read", one, one + ".npz"], one, 2, 2), one)
   res["1_to_2"] = all("CKPT_EQUAL True" in open(f"{one}.p{i}.log").read() for i in range(2))
+  return res
+
+
+# -- preemption, run inside each process (--preempt_worker) ---------------------------------------
+PREEMPT_STEPS = 600  # a bound: 0.05 s per step, so a run that ignores the signal ends in ~30 s
+
+
+def preempt_worker() -> None:
+  """Steps with a barrier each, printing "STEP n"; "PREEMPTED_AT n" when told to stop."""
+  from launch import distributed as distributed_lib
+  distributed_lib.Distributed(heartbeat_timeout=HEARTBEAT).resolved().initialize()
+  from jax.experimental import multihost_utils
+  from sg_detr_jax.training.preemption import Preemption
+  with Preemption() as preemption:
+    for step in range(1, PREEMPT_STEPS + 1):
+      multihost_utils.sync_global_devices(f"step {step}")
+      print(f"STEP {step}", flush=True)
+      time.sleep(0.05)
+      if preemption.reached(step):
+        print(f"PREEMPTED_AT {step}", flush=True)
+        return
+  print("NOT_PREEMPTED", flush=True)
+
+
+def preemption_round(out: str) -> dict:
+  """P: SIGTERM to process 1 once both have stepped; when and where each process stopped."""
+  workdir = os.path.join(out, "preempt")
+  procs = start([os.path.abspath(__file__), "--preempt_worker"], workdir, 2, 1)
+  logs = [f"{workdir}.p{i}.log" for i in range(2)]
+  steps = lambda i: [int(x) for x in re.findall(r"^STEP (\d+)", open(logs[i]).read(), re.M)]  # noqa: E731
+  deadline = time.time() + 300
+  while time.time() < deadline and all(p.poll() is None for p in procs) and not all(
+      steps(i) and steps(i)[-1] >= 3 for i in range(2)):
+    time.sleep(0.05)
+  signalled_after = steps(1)[-1] if steps(1) else None
+  procs[1].send_signal(signal.SIGTERM)
+  sent = time.time()
+  codes = []
+  for p in procs:
+    try:
+      codes.append(p.wait(timeout=120))
+    except subprocess.TimeoutExpired:
+      p.kill()
+      codes.append(None)
+  res = {"signalled_after_step": signalled_after, "exit_codes": codes,
+         "seconds_to_exit": round(time.time() - sent, 1), "stopped_at": []}
+  for log in logs:
+    found = re.search(r"^PREEMPTED_AT (\d+)", open(log).read(), re.M)
+    res["stopped_at"].append(int(found.group(1)) if found else None)
+  if res["exit_codes"] != [0, 0] or None in res["stopped_at"]:
+    res["log_tails"] = [open(log).read()[-2000:] for log in logs]
   return res
 
 
@@ -275,21 +332,30 @@ def main(out: str) -> None:
   ckpt = checkpoint_round_trips(out)
   timings["C"] = time.time() - t
 
+  t = time.time()
+  preempted = preemption_round(out)
+  timings["P"] = time.time() - t
+
   report = summarize(runs, data_root)
-  report.update(lost_process=lost, checkpoints=ckpt,
+  report.update(lost_process=lost, checkpoints=ckpt, preemption=preempted,
                 timings={k: round(v, 1) for k, v in timings.items()},
                 total_seconds=round(time.time() - t0, 1))
   print("REPORT " + json.dumps(report), flush=True)
 
 
+def _join_from_argv() -> None:
+  """A worker's --coordinator=... --num_processes=N --process_id=I, as the JAX_* environment."""
+  args = dict(a[2:].split("=", 1) for a in sys.argv if a.startswith("--") and "=" in a)
+  os.environ.update(JAX_COORDINATOR_ADDRESS=args["coordinator"],
+                    JAX_NUM_PROCESSES=args["num_processes"], JAX_PROCESS_ID=args["process_id"])
+
+
 if __name__ == "__main__":
-  if sys.argv[1] == "--ckpt_worker":
-    # argv: --ckpt_worker MODE DIR NPZ --distributed --coordinator=... --num_processes=N
-    #       --process_id=I
-    args = dict(a[2:].split("=", 1) for a in sys.argv[5:] if "=" in a)
-    os.environ.update(JAX_COORDINATOR_ADDRESS=args["coordinator"],
-                      JAX_NUM_PROCESSES=args["num_processes"],
-                      JAX_PROCESS_ID=args["process_id"])
+  if sys.argv[1] == "--preempt_worker":  # argv: --preempt_worker --distributed --coordinator=...
+    _join_from_argv()
+    preempt_worker()
+  elif sys.argv[1] == "--ckpt_worker":  # argv: --ckpt_worker MODE DIR NPZ --distributed ...
+    _join_from_argv()
     ckpt_worker(*sys.argv[2:5])
   else:
     main(sys.argv[1])
