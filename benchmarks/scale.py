@@ -46,12 +46,21 @@ def _timed_solve(*args):
   return out
 
 
+def placed(config, mesh, state, batch):
+  """(step mesh, state, batch) placed as launch.train places them: over `mesh` (state
+  replicated, batch split), or, on one device, committed to it without shardings (the program
+  the training loop runs there, and the same compiled step)."""
+  if mesh.size > 1:
+    return (mesh, sharding.replicate(state, mesh),
+            sharding.shard_batch(batch, mesh, config.mesh.data_axis))
+  return None, jax.device_put(state, mesh.devices.flat[0]), batch
+
+
 def train_numbers(config, bsz, steps, mesh):
   config.train.batch_size = bsz
-  batch = sharding.shard_batch(model_speed.sized_batch(config, bsz), mesh, config.mesh.data_axis)
   graphdef, state, tx, schedule = build(config, 100)
-  state = sharding.replicate(state, mesh)
-  train = steps_lib.make_train_step(config, 100, mesh)
+  step_mesh, state, batch = placed(config, mesh, state, model_speed.sized_batch(config, bsz))
+  train = steps_lib.make_train_step(config, 100, step_mesh)
   key = jax.random.key(0, impl=config.train.prng_impl)
   t = time.perf_counter()
   state, m = train(state, batch, key)
@@ -73,8 +82,9 @@ def infer_numbers(config, bsz, steps, mesh):
   batch = model_speed.sized_batch(config, bsz)
   batch = {k: batch[k] for k in ("video", "video_mask", "text", "text_mask")}
   graphdef, state, _, _ = build(config, 100)
-  predict = steps_lib.make_predict_step(config, mesh)
-  params = sharding.replicate(state["params"], mesh)
+  step_mesh, state, _ = placed(config, mesh, state, batch)
+  predict = steps_lib.make_predict_step(config, step_mesh)
+  params = state["params"]
   compile_s, t = model_speed.timed(lambda: predict(params, batch), steps)
   return {"queries_per_s": bsz / t, "forward_s": t, "compile_s": compile_s}
 

@@ -8,6 +8,13 @@
 #SBATCH --cpus-per-task=32
 #SBATCH --time=04:00:00
 #SBATCH --output=%x-%j.out
+#SBATCH --open-mode=append
+# SIGTERM to every task 120 s before the time limit (SLURM also sends it on preemption): training
+# stops at one step on all nodes, saves it and exits with 143. A preempted job is requeued with
+# the same job id, hence the same WORKDIR, and resumes from that checkpoint; after a time limit,
+# submit again with WORKDIR=<that workdir> to resume.
+#SBATCH --signal=TERM@120
+#SBATCH --requeue
 set -euo pipefail
 cd "${SLURM_SUBMIT_DIR:-$(dirname "$0")/..}"
 . .venv/bin/activate  # pip install -e '.[cuda]' on the cluster beforehand

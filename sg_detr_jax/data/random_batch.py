@@ -31,8 +31,9 @@ def random_batch(config, batch_size: int, seed: int = 0, *,
 
   Returns:
     video [B, L, Dv], video_mask [B, L], text [B, T, Dt], text_mask [B, T], spans [B, W, 2],
-    span_mask [B, W], saliency [B, L], pos_idx / neg_idx [B, 2], span_seconds / clip_len [B],
-    batch_mask [B], source_id [B].
+    span_mask [B, W], saliency [B, L], pos_idx / neg_idx [B, 2], span_seconds / duration /
+    clip_len [B], num_clips [B], batch_mask [B], source_id [B]: every key of the pipeline's
+    batches (so a jitted step sees the same arguments, and compiles once for both).
   """
   d = config.data
   video_dim, text_dim = model_input_dims(d)
@@ -70,7 +71,9 @@ def random_batch(config, batch_size: int, seed: int = 0, *,
       "spans": spans, "span_mask": span_mask, "saliency": saliency,
       "pos_idx": pos.astype(np.int32), "neg_idx": neg.astype(np.int32),
       "span_seconds": np.full(batch_size, length * CLIP_SECONDS, np.float32),
+      "duration": np.full(batch_size, length * CLIP_SECONDS, np.float32),
       "clip_len": np.full(batch_size, CLIP_SECONDS, np.float32),
+      "num_clips": video_mask.sum(axis=1).astype(np.int32),
       "batch_mask": np.ones(batch_size, bool),
       "source_id": np.arange(batch_size, dtype=np.int32),  # every row its own video
   }

@@ -78,14 +78,19 @@ def train_and_evaluate(config, workdir: str, progress: bool = True) -> dict | No
     total_steps = min(total_steps, t.max_steps)
   if config.model.collab:
     size = collab_size.resolve(config)  # before the model is built: a static shape
-    print(f"collab query group: {size} slots (the most ATSS positives of a training example)",
-          file=sys.stderr)
+    if jax.process_index() == 0:  # every process computes it; one says it
+      print(f"collab query group: {size} slots (the most ATSS positives of a training example)",
+            file=sys.stderr)
   graphdef, state, tx, schedule = build(config, steps_per_epoch)
   # One device: no shardings (the same executable as make_*_step(config, ...) elsewhere in this
   # process, e.g. the evaluation after training) and default placement.
   step_mesh = mesh if mesh.size > 1 else None
   if step_mesh is not None:
     state = sharding.replicate(state, mesh)  # restores below keep this placement
+  else:
+    # Committed to the device, as a restored state is: jit keys its cache on committedness too,
+    # so a fresh and a resumed run (e.g. in one notebook or test session) share one compile.
+    state = jax.device_put(state, jax.local_devices()[0])
   ckpts = Checkpoints(workdir, t.keep_best)
   iterator = iter(ds)
   latest = ckpts.latest()
@@ -173,5 +178,6 @@ def _evaluate_epoch(config, predict_step, state, step: int, steps_per_epoch: int
   score = brief[t.best_metric]
   # stderr, with the progress bar: stdout stays free for a caller's own output (benchmarks print
   # one JSON object there).
-  bar.write(f"epoch {epoch} step {step}: {t.best_metric} = {score:.2f}", file=sys.stderr)
+  if jax.process_index() == 0:
+    bar.write(f"epoch {epoch} step {step}: {t.best_metric} = {score:.2f}", file=sys.stderr)
   return score, metrics

@@ -3,12 +3,14 @@
 TrainState is a plain pytree: {"params": nnx.State of the model's Params, "opt_state": optax
 state, "step": int32 scalar}. A step is a pure function of (state, batch, key) and of the config,
 which is a static argument: the model graph, the optimizer and the schedule are all built from
-the config (and the steps per epoch) while the step is traced. The steps receive only the part of
-the config they read (`step_config`: model, loss, optim, the mesh axis and the data's input
-widths), as an immutable, hashable `ml_collections.FrozenConfigDict`. So jit's own cache serves a
-step built again in the same process (evaluation after training, a resumed run, a notebook, a run
-that differs only in its schedule length, data folder or logging) without a second compilation,
-and a change that reaches the step compiles anew.
+the config while the step is traced (the steps per epoch are a traced scalar). The steps receive
+only the part of the config they read (`step_config`: model, loss, optim, the mesh axis and the
+data's input widths), as an immutable, hashable `ml_collections.FrozenConfigDict`. So jit's own
+cache serves a step built again in the same process (evaluation after training, a resumed run, a
+notebook, a run that differs only in its schedule length, dataset size, data folder or logging)
+without a second compilation, and a change that reaches the step compiles anew. (The training
+loop also commits a fresh state to its device, as a restored one is: jit's cache tells
+committed and uncommitted arguments apart.)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax import nnx
 
@@ -79,12 +82,13 @@ def loss_fn(params, batch, key, *, graphdef, config, mesh=None):
   return total, (terms, stats)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "steps_per_epoch", "mesh"),
-                   donate_argnums=(0,))
-def train_step(state, batch, base_key, *, config, steps_per_epoch: int, mesh=None):
+@functools.partial(jax.jit, static_argnames=("config", "mesh"), donate_argnums=(0,))
+def train_step(state, batch, base_key, *, config, steps_per_epoch, mesh=None):
   """One optimizer step: (state, batch, base key) -> (state, metrics); the key is folded with the
   step number. With a `mesh`, the batch arrives split over `config.mesh.data_axis`
-  (`sharding.shard_batch`) and the state replicated; the outputs are replicated."""
+  (`sharding.shard_batch`) and the state replicated; the outputs are replicated.
+  `steps_per_epoch` (an int32 scalar) is an argument, not part of the program: runs on datasets
+  of other sizes share the compiled step."""
   tx, schedule = make_model_optimizer(config, steps_per_epoch)
   key = jax.random.fold_in(base_key, state["step"])
   grad_fn = jax.value_and_grad(functools.partial(loss_fn, graphdef=model_graph(config),
@@ -117,8 +121,8 @@ def predict_step(params, batch, *, config, mesh=None):
 
 def make_train_step(config, steps_per_epoch: int, mesh=None):
   """train_step(state, batch, base_key) -> (state, metrics) of `config` (see `train_step`)."""
-  return functools.partial(train_step, config=step_config(config), steps_per_epoch=steps_per_epoch,
-                           mesh=mesh)
+  return functools.partial(train_step, config=step_config(config),
+                           steps_per_epoch=np.int32(steps_per_epoch), mesh=mesh)
 
 
 def make_predict_step(config, mesh=None):
