@@ -53,7 +53,7 @@ def placed(config, mesh, state, batch):
   if mesh.size > 1:
     return (mesh, sharding.replicate(state, mesh),
             sharding.shard_batch(batch, mesh, config.mesh.data_axis))
-  return None, jax.device_put(state, mesh.devices.flat[0]), batch
+  return None, state, batch  # loop.build commits a one-device state to its device
 
 
 def train_numbers(config, bsz, steps, mesh):

@@ -35,10 +35,15 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def build(config, steps_per_epoch: int):
-  """(graphdef, fresh train state, tx, schedule) for `config`."""
+  """(graphdef, fresh train state, tx, schedule) for `config`. With one device the state is
+  committed to it, as a restored one is: jit keys its cache on committedness too, so fresh and
+  resumed states (a resumed run, a test session, a notebook) share one compiled step. (With
+  several devices, callers place it on their mesh, `sharding.replicate`.)"""
   model = sg_detr.create(config)
   tx, schedule = make_model_optimizer(config, steps_per_epoch)
   graphdef, state = steps_lib.init_state(model, tx)
+  if jax.device_count() == 1:
+    state = jax.device_put(state, jax.local_devices()[0])
   return graphdef, state, tx, schedule
 
 
@@ -87,10 +92,6 @@ def train_and_evaluate(config, workdir: str, progress: bool = True) -> dict | No
   step_mesh = mesh if mesh.size > 1 else None
   if step_mesh is not None:
     state = sharding.replicate(state, mesh)  # restores below keep this placement
-  else:
-    # Committed to the device, as a restored state is: jit keys its cache on committedness too,
-    # so a fresh and a resumed run (e.g. in one notebook or test session) share one compile.
-    state = jax.device_put(state, jax.local_devices()[0])
   ckpts = Checkpoints(workdir, t.keep_best)
   iterator = iter(ds)
   latest = ckpts.latest()

@@ -8,9 +8,9 @@ only the part of the config they read (`step_config`: model, loss, optim, the me
 data's input widths), as an immutable, hashable `ml_collections.FrozenConfigDict`. So jit's own
 cache serves a step built again in the same process (evaluation after training, a resumed run, a
 notebook, a run that differs only in its schedule length, dataset size, data folder or logging)
-without a second compilation, and a change that reaches the step compiles anew. (The training
-loop also commits a fresh state to its device, as a restored one is: jit's cache tells
-committed and uncommitted arguments apart.)
+without a second compilation, and a change that reaches the step compiles anew. (`loop.build`
+commits a fresh state to its device, as a restored one is: jit's cache tells committed and
+uncommitted arguments apart.)
 """
 
 from __future__ import annotations
