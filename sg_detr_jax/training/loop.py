@@ -26,8 +26,8 @@ from sg_detr_jax.training import collab_size, provenance
 from sg_detr_jax.training import steps as steps_lib
 from sg_detr_jax.training.checkpoints import Checkpoints, load_params
 from sg_detr_jax.training.logger import MetricLogger, WindowMean
-from sg_detr_jax.training.preemption import Preempted, Preemption
 from sg_detr_jax.training.optimizer import make_model_optimizer
+from sg_detr_jax.training.preemption import Preempted, Preemption
 
 
 class NonFiniteLossError(FloatingPointError):
