@@ -5,9 +5,9 @@
 
 Random features with the real shapes (76 clips x 514, 40 tokens x 512, 10 windows); the train
 step is the jitted one of launch.train (forward, Hungarian matching on the host, backward, AdamW).
-Prints compile time and the median of `--steps` timed calls. Compare: the official PyTorch
-SG-DETR measured on the same 2-core CPU takes 2.2 s per training step at batch 32 and 0.32 s per
-inference forward. From Python: `time_jax(config, batch_size, steps)`.
+Prints compile time and the median of `--steps` timed calls. Against the official PyTorch SG-DETR
+(with the ratios and the spread): `benchmarks/speed.py`. From Python:
+`time_jax(config, batch_size, steps)`.
 """
 
 from __future__ import annotations

@@ -148,7 +148,8 @@ def run(config, batch_size: int = 32, steps: int = 3, predict: bool = False, top
     def step():
       holder[0], metrics = fn(holder[0], batch, key)
       return metrics
-  hlo = fn.lower(*call_args).compile().as_text()
+  # make_*_step return a functools.partial of the jitted function (static config bound).
+  hlo = fn.func.lower(*call_args, **fn.keywords).compile().as_text()
   jax.block_until_ready(step())  # compile (the lowering above is not the cached executable)
   with tempfile.TemporaryDirectory() as trace_dir:
     jax.profiler.start_trace(trace_dir)

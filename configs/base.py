@@ -87,6 +87,9 @@ def get_config() -> ml_collections.ConfigDict:
   m.text_pe_len = 100  # the official model's unused learned text PE (parameter-count parity)
   m.negative_local_from_embedded = True  # A13: official; False = V before the modality embedding
   m.dtype = "float32"  # compute dtype ("bfloat16": bf16 compute, fp32 parameters)
+  # Operands of the dense layers' products, forward and backward (models/matmul.py): "float32"
+  # (official arithmetic) or "bfloat16" (rounded operands, float32 accumulation and activations).
+  m.matmul_dtype = "float32"
 
   # ---- losses (architecture.md §4, §6; the released weights) ----------------------------------
   c.loss = l = ml_collections.ConfigDict()

@@ -10,7 +10,10 @@ tolerances of the golden README:
     term at relative 1e-5 and the total at 1e-6, for the main batch and the FFTT variant;
   * d(total)/d(params): whole vector relative L2 1e-5, global norm 1e-5, per tensor 1e-4 (the
     decoder key-projection biases, whose exact gradient is 0, at atol 1e-7);
-  * one AdamW step at the official warm-up lr: atol 5e-7, parameters without a gradient unchanged.
+  * one AdamW step at the official warm-up lr: atol 5e-7, parameters without a gradient unchanged;
+  * with bf16 product operands (`model.matmul_dtype=bfloat16`, fp32 accumulation), bf16
+    tolerances (see the test: per-clip outputs within 3 % of their range, per-query outputs
+    mostly so, the gradient within 15 % relative L2 and cosine 0.99).
 """
 
 import json
@@ -52,6 +55,7 @@ def ours(tmp_path_factory):
   with open(os.path.join(out_dir, "params.json")) as f:
     params = json.load(f)
   return {"forward": load("forward.npz"), "loss": loss, "grads": load("grads.npz"),
+          "bf16": load("bf16.npz"),
           "after": load("after.npz"), "before": load("before.npz"), "params": params}
 
 
@@ -165,3 +169,46 @@ def test_one_adamw_step_equals_official(ours):
     if k in untouched:
       assert np.array_equal(ours["after"][k], ours["before"][k]), f"{k} has no gradient: moved"
     _check_close(k, ours["after"][k], v, 5e-7)
+
+
+def test_bf16_products_stay_close_to_official(ours):
+  """bf16 operands carry 8 significant bits (~0.4 % per rounding). Checked against the official
+  fp32 numbers, not against our own fp32 run.
+
+  Outputs per clip or anchor (saliency, ATSS head) follow the products continuously: all within
+  3 % of their official range. Outputs per query do not: the query selector takes the top 25 of
+  285 proposal scores, and in this width-64 model near-tied scores swap places under bf16, which
+  replaces a whole query (measured: ~17 % of the query rows); so most of each query output must
+  agree as closely (>= 75 % of elements within 3 %, median within 1 %). The gradient (that of the
+  same selection flips included): relative L2 within 15 %, cosine above 0.99 (measured 9.4 %,
+  0.9956)."""
+  from sg_detr_jax.models import outputs
+  from sg_detr_jax.models.fpn import STRIDES
+  from sg_detr_jax.porting.official_names import head_outputs
+
+  official = outputs.flatten(head_outputs(_golden("forward.npz"), len(STRIDES)))
+  official.pop("anchors")
+  report = {}
+  for k, theirs in official.items():
+    mine = ours["bf16"][f"out/{k}"].astype(np.float64)
+    assert mine.shape == theirs.shape, k
+    err = np.abs(mine - theirs) / np.abs(theirs).max()
+    report[k] = (float(err.max()), float((err <= 0.03).mean()), float(np.median(err)))
+    # The products really were rounded (not the fp32 program under another name).
+    assert not np.array_equal(mine, ours["forward"][f"out/{k}"]), k
+  print("bf16 forward (max, share within 3 %, median) of |diff| / max |official|:",
+        {k: tuple(f"{x:.1e}" for x in v) for k, v in report.items()})
+  for k, (worst, within, median) in report.items():
+    if k.startswith(("saliency_", "atss_")):
+      assert worst <= 0.03, (k, report[k])
+    else:
+      assert within >= 0.75 and median <= 0.01, (k, report[k])
+
+  ref = _golden("grads.npz")
+  names = [k for k in ref if k != "__global_norm__"]
+  mine = np.concatenate([ours["bf16"][f"grad/{k}"].ravel() for k in names]).astype(np.float64)
+  theirs = np.concatenate([ref[k].ravel() for k in names]).astype(np.float64)
+  rel = np.linalg.norm(mine - theirs) / np.linalg.norm(theirs)
+  cosine = mine @ theirs / (np.linalg.norm(mine) * np.linalg.norm(theirs))
+  print(f"bf16 gradient: relative L2 {rel:.2e}, cosine {cosine:.6f}")
+  assert rel <= 0.15 and cosine >= 0.99, (rel, cosine)

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from sg_detr_jax.models import matmul
+
 # Finite "minus infinity" for masked logits: safe under bf16 (its max is ~3.4e38) and never produces
 # NaN when a whole row is masked.
 MASK_VALUE = -1e9
@@ -173,7 +175,7 @@ def linear(d_in: int, d_out: int, rngs: nnx.Rngs, kernel_init=None, bias_init=No
   """nnx.Linear; initialisers not given are nn.Linear's defaults (`torch_uniform`, fan_in d_in)."""
   return nnx.Linear(d_in, d_out, use_bias=use_bias, rngs=rngs,
                     kernel_init=kernel_init or torch_uniform(),
-                    bias_init=bias_init or torch_uniform(d_in))
+                    bias_init=bias_init or torch_uniform(d_in), dot_general=matmul.DenseDot())
 
 
 def clones(make, n: int) -> nnx.List:
@@ -373,11 +375,12 @@ class Conv1D(nnx.Module):
 
   The parameter layout (`kernel` [k, d_in / groups, d_out], `bias` [d_out]) is that of `nnx.Conv`,
   so checkpoints and the official-name table do not depend on how it is computed. How it is
-  computed was measured on a 2-core CPU (fwd + bwd of the ATSS head's [32, 152, 256] level):
-  a dense conv is `lax.conv_general_dilated` (32 ms; the former "one GEMM with all taps, then a
-  sum of shifted slices" took 91 ms, its backward being strided, badly vectorised copies), and the
+  computed was measured on a 2-core CPU (fwd + bwd of the ATSS head's [32, 152, 256] level): a
+  dense stride-1 conv is XLA's convolution with a hand-written backward (`matmul.conv1d`: XLA's
+  own kernel gradient transposes the input first; the former "one GEMM with all taps, then a sum
+  of shifted slices" took 91 ms against 32 ms), a 1x1 conv is a `matmul.dense` product, and the
   depthwise one (`groups == d_in == d_out`) is three shifted multiply-adds (6.5 ms; XLA's grouped
-  conv took 128 ms).
+  conv took 128 ms). `dot_general` (a `matmul.DenseDot`) carries the products' operand dtype.
   """
 
   def __init__(self, d_in: int, d_out: int, rngs: nnx.Rngs, *, stride: int = 1,
@@ -390,6 +393,7 @@ class Conv1D(nnx.Module):
       fan_in = shape[0] * shape[1]
       self.bias = nnx.Param((bias_init or torch_uniform(fan_in))(rngs.params(), (d_out,)))
     self.use_bias, self.stride, self.depthwise = use_bias, stride, depthwise
+    self.dot_general = matmul.DenseDot()  # the 1x1 case's product (`matmul.set_operand_dtype`)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     k = self.kernel[...].astype(x.dtype)
@@ -400,7 +404,9 @@ class Conv1D(nnx.Module):
       if self.stride > 1:  # every second stride-1 output: the same as a strided conv for k = 3
         y = y[:, ::self.stride]
     elif size == 1:
-      y = x[:, ::self.stride] @ k[0]
+      y = self.dot_general(x[:, ::self.stride], k[0], (((2,), (0,)), ((), ())))
+    elif self.stride == 1:
+      y = matmul.conv1d(x, k, self.dot_general.operand_dtype)
     else:
       y = jax.lax.conv_general_dilated(x, k, (self.stride,), [(pad, pad)],
                                        dimension_numbers=("NWC", "WIO", "NWC"))

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from sg_detr_jax.models import atss, layers, query_groups
+from sg_detr_jax.models import atss, layers, matmul, query_groups
 from sg_detr_jax.models.alignment import MomentEncoder, SentenceEncoder
 from sg_detr_jax.models.atss_head import ATSSHead
 from sg_detr_jax.models.detr_head import DETRHead
@@ -131,6 +131,7 @@ class SGDETR(nnx.Module):
                                         m.drop_path, rngs)
     self.moment_encoder = MomentEncoder(d, m.num_heads, m.ffn_dim, m.moment_layers, m.dropout,
                                         m.drop_path, rngs)
+    matmul.set_operand_dtype(self, m.matmul_dtype)
 
   @staticmethod
   def params_without_gradient() -> tuple[str, ...]:

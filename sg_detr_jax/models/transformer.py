@@ -34,8 +34,10 @@ class EncoderLayer(nnx.Module):
     d = x.shape[-1]
     w, b = self.in_proj.kernel[...], self.in_proj.bias[...]
     # Queries and keys share their input (x + pos): one matmul for both, then split.
-    q, k = jnp.split((x + pos) @ w[:, :2 * d] + b[:2 * d], 2, axis=-1)
-    v = x @ w[:, 2 * d:] + b[2 * d:]
+    dot = self.in_proj.dot_general  # `matmul.DenseDot`: the in-projection's own product
+    dims = (((x.ndim - 1,), (0,)), ((), ()))
+    q, k = jnp.split(dot(x + pos, w[:, :2 * d], dims) + b[:2 * d], 2, axis=-1)
+    v = dot(x, w[:, 2 * d:], dims) + b[2 * d:]
     a, _ = layers.attention_core(q, k, v, self.heads, key_mask=mask,
                                  dropout_rate=self.dropout_rate, key=keys())
     x = self.norm1(x + layers.drop_path(self.out_proj(a), self.drop_path_rate, keys()))

@@ -15,6 +15,8 @@ OUT_DIR:
   after.npz       the parameters after one AdamW step at the official warm-up lr (official names)
   before.npz      the converted parameters (official names)
   params.json     the number of converted parameters and the AdamW step's lr
+  bf16.npz        with `model.matmul_dtype=bfloat16` (bf16 product operands, fp32 accumulation):
+                  the forward's outputs (`out/<key>`) and d(main total)/d(params) (`grad/<name>`)
 """
 
 import json
@@ -128,6 +130,26 @@ def main(out_dir):
   with open(os.path.join(out_dir, "loss.json"), "w") as f:
     json.dump(report, f)
   np.savez(os.path.join(out_dir, "grads.npz"), **convert_lib.to_official(grads, config.model))
+
+  # The same forward and gradient with bf16 product operands (a graph of its own: the operand
+  # dtype is a static attribute of the layers), for the looser bf16 golden tolerances.
+  bf16_config = config.copy_and_resolve_references()
+  bf16_config.model.matmul_dtype = "bfloat16"
+  bf16_graph, _, _, _ = build(bf16_config, 1)
+  out16 = jax.device_get(jax.jit(lambda p, b: nnx.merge(bf16_graph, p)(b))(params, batch))
+
+  def loss16(p, b):
+    model = nnx.merge(bf16_graph, p)  # as loss_fn: the trained graph, run without collab
+    model.cfg = ml_collections.FrozenConfigDict(loss_config.model)
+    targets = atss.training_targets(b, loss_config.model)
+    out = model(b, key=jax.random.key(0), train=True, atss_targets=targets)
+    return compute_losses(out, targets, b, loss_config)[0]
+
+  b = jax.tree_util.tree_map(jnp.asarray, loss_batch(lb, ref["batch"]["vid"],
+                                                     config.data.max_windows))
+  grads16 = jax.jit(jax.grad(loss16))(params, b)
+  np.savez(os.path.join(out_dir, "bf16.npz"), **_flat(out16, "out"),
+           **{f"grad/{k}": v for k, v in convert_lib.to_official(grads16, config.model).items()})
 
   # One official AdamW step. The eval-mode loss also leaves the collab mapper without a gradient
   # (training never does), so it is frozen here next to the model's own no-gradient parameters.
