@@ -39,6 +39,8 @@ from sg_detr_jax.training import steps as steps_lib  # noqa: E402
 from sg_detr_jax.training.loop import build  # noqa: E402
 
 _PACKAGE = "sg_detr_jax/"  # source paths are shown relative to it
+# Every dense product runs through models/matmul.py: attribute it to its caller, as a jnp.matmul.
+_SKIP = ("sg_detr_jax/models/matmul.py",)
 _INSTR = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = \S+ ([\w\-]+)\(")
 
 
@@ -53,9 +55,10 @@ def _table(hlo: str, header: str, pattern: str) -> dict:
   return out
 
 
-def hlo_sources(hlo: str, package: str = _PACKAGE) -> dict:
+def hlo_sources(hlo: str, package: str = _PACKAGE, skip: tuple[str, ...] = _SKIP) -> dict:
   """{instruction name: (opcode, source (see `where`), is_backward)} from a compiled module's text;
-  sources are the frames in files whose path contains `package`, shown relative to it."""
+  sources are the frames in files whose path contains `package`, shown relative to it, except
+  files in `skip` (the product primitives: an op is attributed to who multiplies)."""
   files = {k: v[0] for k, v in _table(hlo, "FileNames", r'"(.*)"').items()}
   locs = {k: (int(v[0]), int(v[1])) for k, v in
           _table(hlo, "FileLocations", r"\{file_name_id=(\d+) function_name_id=\d+ line=(\d+)").items()}
@@ -72,7 +75,7 @@ def hlo_sources(hlo: str, package: str = _PACKAGE) -> dict:
       file_id, line = locs.get(loc, (0, 0))
       name = files.get(file_id, "?")
       first = first or f"{os.path.basename(name)}:{line}"
-      if package in name:
+      if package in name and not name.endswith(skip):
         ours.append(f"{name[name.find(package) + len(package):]}:{line}")
       # The HLO text prints parent_frame_id one above the parent's id, so a root frame prints 1
       # and the real parent is one less (0: none).

@@ -41,6 +41,10 @@ def test_ops_map_to_source_lines_forward_and_backward(tmp_path):
           if "dot" in opcode and where == _WHERE]
   # The forward GEMM and the backward one (dL/dw = x^T g) both point at `x @ w` and its caller.
   assert (False in {b for _, b in dots}) and (True in {b for _, b in dots}), sources
+  # A file in `skip` (the product primitives) is not one of "ours": with this file skipped no op
+  # keeps the two-frame attribution above.
+  skipped = profile_step.hlo_sources(hlo, package="tests/", skip=(f"tests/{_THIS}",))
+  assert _WHERE not in {where for _, where, _ in skipped.values()}, skipped
 
   # The trace's per-op events name the compiled program's instructions.
   jax.block_until_ready(step(x, w))
