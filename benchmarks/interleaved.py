@@ -3,8 +3,9 @@
   python benchmarks/interleaved.py --variants="model.matmul_dtype=float32;model.matmul_dtype=bfloat16" \
       [--batch=32] [--rounds=7] [--parts=train,forward] [--config=configs/qvhighlights.py]
 
-Each variant is the base config plus `;`-separated groups of `,`-separated `key=value` overrides
-(values parsed as Python literals where they parse, else kept as strings). Every variant's jitted
+Each variant is the base config (with its own `--config.x` overrides) plus one of the
+`;`-separated groups of `,`-separated `key=value` overrides, parsed by `cli.load_config` as on the
+command line. Every variant's jitted
 train step (launch.train's: forward, host matcher, backward, AdamW) and inference forward are
 compiled first; then each round calls every variant once, in turn, so that the machine's drift
 (10-20 % on these shared VMs, over minutes) falls on all of them alike. Prints one JSON object: per
@@ -15,7 +16,6 @@ code; `benchmarks/xla_flags.py` compares XLA flags, which need a process each.)
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import statistics
@@ -34,35 +34,11 @@ from sg_detr_jax.training import steps as steps_lib  # noqa: E402
 from sg_detr_jax.training.loop import build  # noqa: E402
 
 
-def parse_variants(text: str) -> list[dict]:
-  """"a.b=1,c.d=x;a.b=2" -> [{"a.b": 1, "c.d": "x"}, {"a.b": 2}] ("" is the base config)."""
-  variants = []
-  for group in text.split(";"):
-    overrides = {}
-    for item in filter(None, (s.strip() for s in group.split(","))):
-      key, sep, value = item.partition("=")
-      if not sep:
-        raise ValueError(f"override {item!r} is not key=value")
-      try:
-        overrides[key.strip()] = ast.literal_eval(value.strip())
-      except (ValueError, SyntaxError):
-        overrides[key.strip()] = value.strip()
-    variants.append(overrides)
-  return variants
-
-
-def apply(config, overrides: dict):
-  """A copy of `config` with the dotted overrides set (unknown keys are an error)."""
-  c = config.copy_and_resolve_references()
-  for key, value in overrides.items():
-    *parents, leaf = key.split(".")
-    node = c
-    for p in parents:
-      node = node[p]
-    if leaf not in node:
-      raise KeyError(f"config has no field {key!r}")
-    node[leaf] = value
-  return c
+def variant_overrides(text: str) -> list[list[str]]:
+  """"a.b=1,c.d=x;a.b=2" -> [["--config.a.b=1", "--config.c.d=x"], ["--config.a.b=2"]] ("" is
+  the base config): overrides for `cli.load_config`, which parses each by its field's type."""
+  return [[f"--config.{item.strip()}" for item in group.split(",") if item.strip()]
+          for group in text.split(";")]
 
 
 def calls(config, bsz: int, parts) -> dict:
@@ -101,12 +77,13 @@ def define_flags() -> None:
 def main(argv) -> None:
   cli.no_positional_args(argv)
   f = flags.FLAGS
-  variants = parse_variants(f.variants)
-  names = [",".join(f"{k}={v}" for k, v in v.items()) or "base" for v in variants]
+  path, base = cli.config_args()
+  variants = variant_overrides(f.variants)
+  names = [",".join(o.removeprefix("--config.") for o in v) or "base" for v in variants]
   fns = {}
   for name, overrides in zip(names, variants):
     t = time.perf_counter()
-    fns[name] = calls(apply(f.config, overrides), f.batch, f.parts)
+    fns[name] = calls(cli.load_config(path, base + overrides), f.batch, f.parts)
     print(f"{name}: compiled in {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
   times = {n: {p: [] for p in f.parts} for n in names}
   for _ in range(f.rounds):

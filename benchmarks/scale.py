@@ -50,7 +50,7 @@ def placed(config, mesh, state, batch):
   """(step mesh, state, batch) placed as launch.train places them: over `mesh` (state
   replicated, batch split), or, on one device, committed to it without shardings (the program
   the training loop runs there, and the same compiled step)."""
-  if mesh.size > 1:
+  if sharding.step_mesh(mesh) is not None:
     return (mesh, sharding.replicate(state, mesh),
             sharding.shard_batch(batch, mesh, config.mesh.data_axis))
   return None, state, batch  # loop.build commits a one-device state to its device

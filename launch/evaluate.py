@@ -48,9 +48,8 @@ def run(config, workdir: str, checkpoint: str = "best", split: str | None = None
 
   split = split or config.data.eval_split
   graphdef, state, _, _ = build(config, 1)
-  mesh = None
-  if jax.device_count() > 1:  # one device: no shardings, as the training loop
-    mesh = sharding.make_mesh(config.mesh)
+  mesh = sharding.step_mesh(sharding.make_mesh(config.mesh))  # one device: none, as in training
+  if mesh is not None:
     sharding.check_batch_size(config.train.eval_batch_size, mesh, config.mesh.data_axis)
     state = dict(state, params=sharding.replicate(state["params"], mesh))  # restored like this
   if torch_checkpoint:

@@ -87,6 +87,12 @@ def global_batch(batch: dict[str, Any], mesh: Mesh, axis: str) -> dict[str, jax.
   return {k: place(v) for k, v in batch.items()}
 
 
+def step_mesh(mesh: Mesh) -> Mesh | None:
+  """The mesh the jitted steps are built for: None on a one-device mesh (no shardings, default
+  placement: the one executable that every one-device caller in a process shares)."""
+  return mesh if mesh.size > 1 else None
+
+
 def replicate(tree, mesh: Mesh):
   """Places a pytree (e.g. the train state) on every device of the mesh."""
   return jax.device_put(tree, replicated(mesh))

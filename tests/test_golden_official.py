@@ -67,14 +67,20 @@ def _check_close(name, ours, theirs, atol):
   return diff
 
 
+def _official_outputs() -> dict:
+  """The official forward's head outputs, flattened under our output names."""
+  from sg_detr_jax.models import outputs
+  from sg_detr_jax.models.fpn import STRIDES
+  from sg_detr_jax.porting.official_names import head_outputs
+  return outputs.flatten(head_outputs(_golden("forward.npz"), len(STRIDES)))
+
+
 def test_every_official_parameter_converts(ours):
   assert ours["params"]["converted"] == _golden("model.json")["weights"]["parameters"] == 912_038
 
 
 def test_forward_equals_official(ours):
-  from sg_detr_jax.models import outputs
   from sg_detr_jax.models.fpn import STRIDES
-  from sg_detr_jax.porting.official_names import head_outputs
 
   inputs, fw = _golden("inputs.npz"), _golden("forward.npz")
   f = ours["forward"]
@@ -82,7 +88,7 @@ def test_forward_equals_official(ours):
   inter = lambda path: f[f"inter/{path}/0"]  # sow keeps a tuple: the first call's value
 
   lv = inputs["src_vid"].shape[1]
-  official = outputs.flatten(head_outputs(fw, len(STRIDES)))
+  official = _official_outputs()
   assert np.array_equal(out("anchors"), official.pop("anchors"))
   diffs = {k: _check_close(k, out(k), v, 1e-5) for k, v in official.items()}
 
@@ -182,11 +188,7 @@ def test_bf16_products_stay_close_to_official(ours):
   agree as closely (>= 75 % of elements within 3 %, median within 1 %). The gradient (that of the
   same selection flips included): relative L2 within 15 %, cosine above 0.99 (measured 9.4 %,
   0.9956)."""
-  from sg_detr_jax.models import outputs
-  from sg_detr_jax.models.fpn import STRIDES
-  from sg_detr_jax.porting.official_names import head_outputs
-
-  official = outputs.flatten(head_outputs(_golden("forward.npz"), len(STRIDES)))
+  official = _official_outputs()
   official.pop("anchors")
   report = {}
   for k, theirs in official.items():

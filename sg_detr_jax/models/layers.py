@@ -393,7 +393,7 @@ class Conv1D(nnx.Module):
       fan_in = shape[0] * shape[1]
       self.bias = nnx.Param((bias_init or torch_uniform(fan_in))(rngs.params(), (d_out,)))
     self.use_bias, self.stride, self.depthwise = use_bias, stride, depthwise
-    self.dot_general = matmul.DenseDot()  # the 1x1 case's product (`matmul.set_operand_dtype`)
+    self.dot_general = matmul.DenseDot()  # its products' operand dtype (`set_operand_dtype`)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     k = self.kernel[...].astype(x.dtype)
@@ -404,7 +404,7 @@ class Conv1D(nnx.Module):
       if self.stride > 1:  # every second stride-1 output: the same as a strided conv for k = 3
         y = y[:, ::self.stride]
     elif size == 1:
-      y = self.dot_general(x[:, ::self.stride], k[0], (((2,), (0,)), ((), ())))
+      y = matmul.dense(x[:, ::self.stride], k[0], self.dot_general.operand_dtype)
     elif self.stride == 1:
       y = matmul.conv1d(x, k, self.dot_general.operand_dtype)
     else:

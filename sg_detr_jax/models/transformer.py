@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from sg_detr_jax.models import layers
+from sg_detr_jax.models import layers, matmul
 
 
 class EncoderLayer(nnx.Module):
@@ -34,10 +34,9 @@ class EncoderLayer(nnx.Module):
     d = x.shape[-1]
     w, b = self.in_proj.kernel[...], self.in_proj.bias[...]
     # Queries and keys share their input (x + pos): one matmul for both, then split.
-    dot = self.in_proj.dot_general  # `matmul.DenseDot`: the in-projection's own product
-    dims = (((x.ndim - 1,), (0,)), ((), ()))
-    q, k = jnp.split(dot(x + pos, w[:, :2 * d], dims) + b[:2 * d], 2, axis=-1)
-    v = dot(x, w[:, 2 * d:], dims) + b[2 * d:]
+    dt = self.in_proj.dot_general.operand_dtype  # the in-projection's own product (`DenseDot`)
+    q, k = jnp.split(matmul.dense(x + pos, w[:, :2 * d], dt) + b[:2 * d], 2, axis=-1)
+    v = matmul.dense(x, w[:, 2 * d:], dt) + b[2 * d:]
     a, _ = layers.attention_core(q, k, v, self.heads, key_mask=mask,
                                  dropout_rate=self.dropout_rate, key=keys())
     x = self.norm1(x + layers.drop_path(self.out_proj(a), self.drop_path_rate, keys()))

@@ -89,7 +89,7 @@ def train_and_evaluate(config, workdir: str, progress: bool = True) -> dict | No
   graphdef, state, tx, schedule = build(config, steps_per_epoch)
   # One device: no shardings (the same executable as make_*_step(config, ...) elsewhere in this
   # process, e.g. the evaluation after training) and default placement.
-  step_mesh = mesh if mesh.size > 1 else None
+  step_mesh = sharding.step_mesh(mesh)
   if step_mesh is not None:
     state = sharding.replicate(state, mesh)  # restores below keep this placement
   ckpts = Checkpoints(workdir, t.keep_best)

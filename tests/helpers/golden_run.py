@@ -41,6 +41,7 @@ from sg_detr_jax.losses.saliency import real_negatives  # noqa: E402
 from sg_detr_jax.losses.total import compute_losses, weights_table  # noqa: E402
 from sg_detr_jax.models import atss  # noqa: E402
 from sg_detr_jax.porting import convert as convert_lib  # noqa: E402
+from sg_detr_jax.training import steps as steps_lib  # noqa: E402
 from sg_detr_jax.training.checkpoints import load_params  # noqa: E402
 from sg_detr_jax.training.loop import build  # noqa: E402
 from sg_detr_jax.training.optimizer import make_optimizer  # noqa: E402
@@ -105,18 +106,20 @@ def main(out_dir):
   loss_config = config.copy_and_resolve_references()
   loss_config.model.collab = False
 
-  def loss_fn(p, b):
-    model = nnx.merge(graphdef, p)  # the trained graph (collab mapper included), run without it
-    model.cfg = ml_collections.FrozenConfigDict(loss_config.model)
-    targets = atss.training_targets(b, loss_config.model)
-    out = model(b, key=jax.random.key(0), train=True, atss_targets=targets)
-    return compute_losses(out, targets, b, loss_config)
+  def loss_of(graph):
+    def loss_fn(p, b):
+      model = nnx.merge(graph, p)  # the trained graph (collab mapper included), run without it
+      model.cfg = ml_collections.FrozenConfigDict(loss_config.model)
+      targets = atss.training_targets(b, loss_config.model)
+      out = model(b, key=jax.random.key(0), train=True, atss_targets=targets)
+      return compute_losses(out, targets, b, loss_config)
+    return loss_fn
 
-  value_and_grad = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
+  value_and_grad = jax.jit(jax.value_and_grad(loss_of(graphdef), has_aux=True))
   with open(os.path.join(GOLDEN, "loss.json")) as f:
     ref = json.load(f)
   lb = dict(np.load(os.path.join(GOLDEN, "loss_batch.npz")))
-  report, grads = {}, None
+  report, grads, main_batch = {}, None, None
   for name, vids in (("main", ref["batch"]["vid"]), ("FFTT", ref["variant_real_neg_FFTT"]["vid"])):
     b = jax.tree_util.tree_map(jnp.asarray, loss_batch(lb, vids, config.data.max_windows))
     (total, terms), g = value_and_grad(params, b)
@@ -126,7 +129,7 @@ def main(out_dir):
         "total": float(total), "terms": terms,
         "weighted_sum": sum(table[k] * v for k, v in terms.items()),
         "real_neg": np.asarray(real_negatives(b["source_id"], b["batch_mask"])).tolist()}
-    grads = g if name == "main" else grads
+    grads, main_batch = (g, b) if name == "main" else (grads, main_batch)
   with open(os.path.join(out_dir, "loss.json"), "w") as f:
     json.dump(report, f)
   np.savez(os.path.join(out_dir, "grads.npz"), **convert_lib.to_official(grads, config.model))
@@ -135,19 +138,10 @@ def main(out_dir):
   # dtype is a static attribute of the layers), for the looser bf16 golden tolerances.
   bf16_config = config.copy_and_resolve_references()
   bf16_config.model.matmul_dtype = "bfloat16"
-  bf16_graph, _, _, _ = build(bf16_config, 1)
+  bf16_graph = steps_lib.model_graph(bf16_config)  # abstract: no second init
   out16 = jax.device_get(jax.jit(lambda p, b: nnx.merge(bf16_graph, p)(b))(params, batch))
 
-  def loss16(p, b):
-    model = nnx.merge(bf16_graph, p)  # as loss_fn: the trained graph, run without collab
-    model.cfg = ml_collections.FrozenConfigDict(loss_config.model)
-    targets = atss.training_targets(b, loss_config.model)
-    out = model(b, key=jax.random.key(0), train=True, atss_targets=targets)
-    return compute_losses(out, targets, b, loss_config)[0]
-
-  b = jax.tree_util.tree_map(jnp.asarray, loss_batch(lb, ref["batch"]["vid"],
-                                                     config.data.max_windows))
-  grads16 = jax.jit(jax.grad(loss16))(params, b)
+  grads16 = jax.jit(jax.grad(loss_of(bf16_graph), has_aux=True))(params, main_batch)[0]
   np.savez(os.path.join(out_dir, "bf16.npz"), **_flat(out16, "out"),
            **{f"grad/{k}": v for k, v in convert_lib.to_official(grads16, config.model).items()})
 
