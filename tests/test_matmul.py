@@ -59,11 +59,14 @@ def _round_bf16(a):
   return a.astype(jnp.bfloat16).astype(jnp.float32)
 
 
-def test_bf16_operands_round_every_product_and_accumulate_in_fp32():
+@pytest.mark.parametrize("jit", [False, True])
+def test_bf16_operands_round_every_product_and_accumulate_in_fp32(jit):
   """Forward and both backward products multiply bf16-rounded operands, summed in float32: equal
-  to the fp32 products of the rounded operands (and not to the unrounded ones)."""
+  to the fp32 products of the rounded operands (and not to the unrounded ones). Also compiled as
+  one program, where XLA rewrites the products (transposes folded, operands converted)."""
   x, w, ct = _rand((4, 9, 64), 0), _rand((64, 32), 1), _rand((4, 9, 32), 2)
-  y, (dx, dw) = _value_and_grads(lambda a, b: matmul.dense(a, b, "bfloat16"), x, w, ct)
+  run = jax.jit(_value_and_grads, static_argnums=0) if jit else _value_and_grads
+  y, (dx, dw) = run(lambda a, b: matmul.dense(a, b, "bfloat16"), x, w, ct)
   rx, rw, rct = _round_bf16(x), _round_bf16(w), _round_bf16(ct)
   _assert_close(y, rx @ rw, 1e-6)
   _assert_close(dx, rct @ rw.T, 1e-6)
@@ -74,7 +77,7 @@ def test_bf16_operands_round_every_product_and_accumulate_in_fp32():
   assert y.dtype == dx.dtype == dw.dtype == jnp.float32
 
   k = _rand((3, 64, 32), 3)
-  y, (dx, dk) = _value_and_grads(lambda a, b: matmul.conv1d(a, b, "bfloat16"), x, k, ct)
+  y, (dx, dk) = run(lambda a, b: matmul.conv1d(a, b, "bfloat16"), x, k, ct)
   y_ref, (dx_ref, dk_ref) = _value_and_grads(_xla_conv, rx, _round_bf16(k), rct)
   _assert_close(y, _xla_conv(rx, _round_bf16(k)), 1e-6)
   _assert_close(dx, dx_ref, 1e-6)
