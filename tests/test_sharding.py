@@ -13,7 +13,7 @@ def report(tmp_path_factory):
 def test_train_step_and_eval_agree_across_mesh_sizes(report):
   assert report["devices"] == 8
   runs = report["runs"]
-  assert sorted(runs) == ["1", "2", "4", "8"]
+  assert sorted(runs) == ["1", "8"]
   for n, run in runs.items():
     assert run["loss_diff"] <= 1e-5 * max(1.0, abs(runs["1"]["loss"])), (n, run)
     assert run["max_param_diff"] <= 1e-5, (n, run)

@@ -238,24 +238,26 @@ def read_metrics(workdir: str) -> dict:
   return res
 
 
-def final_params(workdir: str, config):
+def final_params(workdir: str, template):
+  """(step, parameter leaves) of the latest checkpoint of `workdir`, restored like `template`."""
   import jax
   import numpy as np
   from sg_detr_jax.training.checkpoints import load_params
-  from sg_detr_jax.training.loop import build
-  _, state, _, _ = build(config, 4)
-  step, params = load_params(workdir, state["params"], "latest")
+  step, params = load_params(workdir, template, "latest")
   return step, [np.asarray(x) for x in jax.tree_util.tree_leaves(params)]
 
 
 def summarize(runs: dict, data_root: str) -> dict:
   import numpy as np
   from launch import cli
+  from sg_detr_jax.training.loop import build
   config = cli.load_config("configs/tiny.py", overrides(data_root))
-  ref_step, ref = final_params(runs["R"], config)
+  template = build(config, 4)[1]["params"]  # one init for every restore
+  params_of = {name: final_params(workdir, template) for name, workdir in runs.items()}
+  ref = params_of["R"][1]
   report = {"runs": {}}
   for name, workdir in runs.items():
-    step, params = final_params(workdir, config)
+    step, params = params_of[name]
     entry = {"metrics": read_metrics(workdir), "final_step": step,
              "max_param_diff_vs_R": max(float(np.abs(a - b).max()) for a, b in zip(params, ref)),
              "files": sorted(os.listdir(workdir))}
