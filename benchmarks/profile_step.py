@@ -12,7 +12,8 @@ operation kind (dot, convolution, fusion, scatter, ...), and by source file.
 
 It works on any backend whose runtime emits per-op trace events with an `hlo_op` stat (CPU and
 GPU do). On CPU those events under-count XLA's convolutions, whose work runs on Eigen's thread pool
-(the ATSS head timed alone: ~0.2 s of a 0.37 s forward; its lines here: ~0.06 s). Use it before optimising: the step is one XLA program and Python timers cannot see into it.
+(the ATSS head timed alone: ~0.2 s of a 0.37 s forward; its lines here: ~0.06 s). Use it before
+optimising: the step is one XLA program and Python timers cannot see into it.
 From Python: `run(config, batch, steps, predict, top)`.
 """
 

@@ -376,9 +376,10 @@ class Conv1D(nnx.Module):
   The parameter layout (`kernel` [k, d_in / groups, d_out], `bias` [d_out]) is that of `nnx.Conv`,
   so checkpoints and the official-name table do not depend on how it is computed. How it is
   computed was measured on a 2-core CPU (fwd + bwd of the ATSS head's [32, 152, 256] level): a
-  dense stride-1 conv is XLA's convolution with a hand-written backward (`matmul.conv1d`: XLA's
-  own kernel gradient transposes the input first; the former "one GEMM with all taps, then a sum
-  of shifted slices" took 91 ms against 32 ms), a 1x1 conv is a `matmul.dense` product, and the
+  dense stride-1 conv is `matmul.conv1d` (XLA's convolution in fp32, one product per tap with bf16
+  operands, and a hand-written backward: XLA's own kernel gradient transposes the input first;
+  the former "one GEMM with all taps, then a sum of shifted slices" took 91 ms against 32 ms), a
+  1x1 conv is a `matmul.dense` product, and the
   depthwise one (`groups == d_in == d_out`) is three shifted multiply-adds (6.5 ms; XLA's grouped
   conv took 128 ms). `dot_general` (a `matmul.DenseDot`) carries the products' operand dtype.
   """

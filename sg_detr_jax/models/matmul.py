@@ -111,10 +111,10 @@ def conv1d(x: jax.Array, k: jax.Array, operand_dtype: str = "float32") -> jax.Ar
 
   The forward is XLA's convolution (float32) or a sum of shifted products (bfloat16, see `_conv`).
   The backward: the input gradient is the convolution of the cotangent with the flipped,
-  transposed kernel; the kernel gradient is one 2-D GEMM of the
-  shifted inputs side by side ([B * L, T * Cin]) with the cotangent ([B * L, Cout]). XLA's own
-  kernel gradient first transposes the input to a batch-minor layout, a copy that ran at ~0.3 GB/s
-  on the 2-core CPU (~15 % of the train step for the ATSS head and FPN).
+  transposed kernel; the kernel gradient is one 2-D GEMM of the padded input ([B * (L + T - 1),
+  Cin]) with the shifted cotangents side by side ([B * (L + T - 1), T * Cout]). XLA's own kernel
+  gradient first transposes the input to a batch-minor layout, a copy that ran at ~0.3 GB/s on
+  the 2-core CPU (~15 % of the train step for the ATSS head and FPN).
   """
   return _conv(x, k, OPERAND_DTYPES[operand_dtype], jnp.result_type(x, k))
 

@@ -32,7 +32,7 @@ MESHES = (1, 8)
 def main():
   config = tiny.get_config()
   config.model.dropout = 0.1  # randomness on, to check it does not depend on the sharding
-  config.model.decoder_layers = 1  # tiny has one layer per stack otherwise: 8 compiles here
+  config.model.decoder_layers = 1  # tiny has one layer per stack otherwise: 4 compiles here
   batch = random_batch(config, 8, varied=True)  # rows of different lengths and windows
   key = jax.random.key(0, impl=config.train.prng_impl)
   report = {"devices": jax.device_count(), "runs": {}}
