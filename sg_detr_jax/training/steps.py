@@ -42,8 +42,15 @@ def init_state(model: nnx.Module, tx: optax.GradientTransformation):
 
 def model_graph(config) -> nnx.GraphDef:
   """The graph definition of `config`'s model, built abstractly (no parameter is computed; the
-  seed only changes parameter values, so any seed gives the same graph)."""
-  return nnx.split(nnx.eval_shape(lambda: sg_detr.create(config, rng_seed=0)), nnx.Param)[0]
+  seed only changes parameter values, so any seed gives the same graph). Built once per process
+  and step config: every trace of a step asks for it, and an abstract build of the whole model
+  takes seconds (~1.6 s for configs/tiny.py)."""
+  return _model_graph(step_config(config))
+
+
+@functools.lru_cache(maxsize=16)
+def _model_graph(frozen: ml_collections.FrozenConfigDict) -> nnx.GraphDef:
+  return nnx.split(nnx.eval_shape(lambda: sg_detr.create(frozen, rng_seed=0)), nnx.Param)[0]
 
 
 # The fields of config.data that shape the model (its input widths and the window slots).
