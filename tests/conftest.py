@@ -1,13 +1,10 @@
 """Shared fixtures: the read-only reference data beside the repo, and a small synthetic dataset."""
 
-import atexit
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -18,16 +15,6 @@ import pytest
 # (the sharding check, launch.* runs) inherit it, so their results stay comparable.
 os.environ["XLA_FLAGS"] = " ".join(
     [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]).strip()
-# One persistent compilation cache for the session and the processes it starts (launch.* runs,
-# the background checks' training processes), every program kept however quick its compile: a
-# process that builds a model compiles ~60 small initialiser programs (~6 s of a tiny model's
-# 8.7 s build; 2.8 s from the cache), and the predict and evaluation steps are the same programs
-# in every process. (A train step holds the Hungarian matcher's host callback, which jax never
-# caches: each process still compiles its own.) Removed when the session ends.
-_CACHE = tempfile.mkdtemp(prefix="sg_detr_jax_test_cache_")
-atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # configs/ is imported as a package from the checkout
