@@ -40,8 +40,9 @@ def fmt2(value: float) -> float:
 def cross_iou(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
   """1-D IoU of every predicted window with every ground-truth window.
 
-  The package's one numpy interval IoU (post-processing NMS and fusion use it too): computed in the
-  inputs' dtype, NaN where the union is 0 (0/0 never passes a `>` threshold).
+  The package's numpy interval IoU: computed in the inputs' dtype, NaN where the union is 0 (0/0
+  never passes a `>` threshold). Post-processing uses it too; its batched NMS and fusion loops use
+  `postprocess._iou_one_to_many`, the same operations on lengths computed once per batch.
 
   Args:
     pred: [..., P, 2] (start, end).
