@@ -1,19 +1,26 @@
 """The accelerator check behind benchmarks/accelerator_check.sh: one JSON with everything.
 
-  python benchmarks/accelerator_check.py [--quick] [--out=accelerator_check.json]
+  python benchmarks/accelerator_check.py [--quick] [--out=accelerator_check.json] \
+      [--dtypes=float32,bfloat16] [--batches=32,128] [--train_steps=200]
 
 1. The devices (kind, count, platform).
 2. `benchmarks/scale.py`'s train-step numbers at batch 32 and 128 in float32 and bfloat16 on the
    QVHighlights configuration (data-parallel over the local devices): median step seconds,
    compile seconds, the FLOPs of one step from XLA's cost analysis, achieved FLOP/s and the MFU
    estimate (achieved / the device's peak, from a table of dense bf16 / fp32 peaks; null for a
-   device not in it, e.g. a CPU), the inference forward at the same batches, and peak memory.
-3. A 200-step training on the synthetic data (configs/synthetic.py, generated on first use)
-   with the mean training loss of its first and last 20 steps: `loss_went_down` must be true.
+   device not in it, e.g. a CPU), the inference forward at the same batches, the forward plus the
+   host post-processing of every row (what launch.evaluate runs), and peak memory. `--dtypes` and
+   `--batches` choose and order the pairs (a short lease runs the one it needs most first).
+3. A `--train_steps` (200) training on the synthetic data (configs/synthetic.py, generated on
+   first use) with the mean training loss of its first and last 20 steps (a tenth of the steps
+   when fewer than 200): `loss_went_down` must be true.
 
-`--quick` (CI, CPU, a minute or two): the tiny config (one decoder layer) at batch 4 in float32, 2
-timed steps, and a 12-step training on a small synthetic dataset made in a temporary folder; `loss_went_down` is
-reported but not required (12 noisy steps).
+The JSON file is rewritten after every finished part, so a run stopped at its time limit still
+leaves what it measured.
+
+`--quick` (CI, CPU, a minute or two): the tiny config (one decoder layer) at batch 4 in float32,
+2 timed steps, and a 12-step training on a small synthetic dataset made in a temporary folder;
+`loss_went_down` is reported but not required (12 noisy steps).
 """
 
 from __future__ import annotations
@@ -28,12 +35,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 
 import model_speed  # noqa: E402
+import postprocess_speed  # noqa: E402
 import scale  # noqa: E402
 from launch import cli  # noqa: E402
 from sg_detr_jax import sharding  # noqa: E402
+from sg_detr_jax.data.random_batch import CLIP_SECONDS  # noqa: E402
 from sg_detr_jax.training import steps as steps_lib  # noqa: E402
 from sg_detr_jax.training.loop import build  # noqa: E402
 
@@ -76,12 +86,35 @@ def step_flops(config, bsz: int, mesh) -> float | None:
   return float(cost["flops"]) if cost and "flops" in cost else None
 
 
+def forward_post_numbers(config, bsz: int, steps: int, mesh) -> dict:
+  """Median seconds of the inference forward up to its outputs on the host plus the official
+  post-processing of every row (benchmarks/speed.py's forward+post), after one warm-up call."""
+  batch = model_speed.sized_batch(config, bsz)
+  inputs = {k: batch[k] for k in ("video", "video_mask", "text", "text_mask")}
+  _, state, _, _ = build(config, 100)
+  step_mesh, state, _ = scale.placed(config, mesh, state, inputs)
+  predict = steps_lib.make_predict_step(config, step_mesh)
+  params = state["params"]
+  valid = np.asarray(batch["video_mask"]).sum(1)
+  rows = {"span_seconds": valid * CLIP_SECONDS, "clip_len": np.full(bsz, CLIP_SECONDS),
+          "duration": valid * CLIP_SECONDS, "num_real": valid, "num_valid": valid}
+
+  def forward_post():
+    return postprocess_speed.postprocess(jax.device_get(predict(params, inputs)), rows,
+                                         config.postprocess)
+
+  _, seconds = model_speed.timed(forward_post, steps)
+  return {"forward_post_s": seconds, "forward_post_queries_per_s": bsz / seconds}
+
+
 def scale_numbers(config_path: str, batches, steps: int, overrides=(),
-                  dtypes=("float32", "bfloat16")) -> dict:
+                  dtypes=("float32", "bfloat16"), result: dict | None = None,
+                  save=lambda: None) -> dict:
+  """Fills and returns `result` ({"dtype/batch": numbers}), calling `save()` after each pair."""
   mesh = sharding.make_mesh(cli.load_config(config_path).mesh, jax.local_devices())
   kind = jax.local_devices()[0].device_kind
   n = jax.local_device_count()
-  res = {}
+  res = {} if result is None else result
   for dtype in dtypes:
     for bsz in batches:
       config = cli.load_config(config_path, [*overrides, f"--config.model.dtype={dtype}"])
@@ -89,6 +122,7 @@ def scale_numbers(config_path: str, batches, steps: int, overrides=(),
         t = scale.train_numbers(config, bsz, steps, mesh)
         flops = step_flops(config, bsz, mesh)
         infer = scale.infer_numbers(config, bsz, steps, mesh)
+        infer.update(forward_post_numbers(config, bsz, steps, mesh))
       peak = peak_flops(kind, dtype)
       achieved = flops / t["step_s"] if flops else None
       res[f"{dtype}/{bsz}"] = {
@@ -96,15 +130,20 @@ def scale_numbers(config_path: str, batches, steps: int, overrides=(),
           "peak_flops_per_s": peak * n if peak else None,
           "mfu": achieved / (peak * n) if achieved and peak else None,
           "infer_forward_s": infer["forward_s"], "infer_compile_s": infer["compile_s"],
-          "infer_queries_per_s": infer["queries_per_s"]}
+          "infer_queries_per_s": infer["queries_per_s"],
+          "forward_post_s": infer["forward_post_s"],
+          "forward_post_queries_per_s": infer["forward_post_queries_per_s"]}
+      save()
       print(f"{dtype:9s} batch {bsz:4d}: step {t['step_s'] * 1e3:8.1f} ms, compile "
-            f"{t['compile_s']:6.1f} s, MFU {res[f'{dtype}/{bsz}']['mfu']}", file=sys.stderr,
+            f"{t['compile_s']:6.1f} s, MFU {res[f'{dtype}/{bsz}']['mfu']}, forward "
+            f"{infer['forward_s'] * 1e3:.1f} ms, forward+post {infer['forward_post_s'] * 1e3:.1f} ms",
+            file=sys.stderr,
             flush=True)
   return res
 
 
-def short_training(quick: bool, workdir: str) -> dict:
-  """200 steps (quick: 12) on synthetic data; the loss at the start and at the end."""
+def short_training(quick: bool, workdir: str, steps: int = 200) -> dict:
+  """`steps` steps (quick: 12) on synthetic data; the loss at the start and at the end."""
   from launch import train  # pylint: disable=g-import-not-at-top
   from sg_detr_jax.training.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top
   if quick:
@@ -121,10 +160,10 @@ def short_training(quick: bool, workdir: str) -> dict:
     window = 3
   else:
     config = cli.load_config("configs/synthetic.py", [
-        "--config.train.max_steps=200", "--config.train.num_epochs=1000",
+        f"--config.train.max_steps={steps}", "--config.train.num_epochs=1000",
         "--config.train.eval_every_epochs=1000"])  # one evaluation, at the end
     train.ensure_synthetic(config)
-    window = 20
+    window = max(1, min(20, steps // 10))
   with config.unlocked():
     config.train.log_every_steps = 1
   run_dir = os.path.join(workdir, "run")
@@ -152,25 +191,33 @@ def main(argv) -> None:
         file=sys.stderr, flush=True)
   result = {"quick": f.quick, "backend": jax.default_backend(),
             "device_kind": devices[0].device_kind, "device_count": jax.device_count(),
-            "devices": [str(d) for d in devices], "jax": jax.__version__}
+            "devices": [str(d) for d in devices], "jax": jax.__version__, "scale": {}}
+
+  def save():
+    result["total_seconds"] = time.perf_counter() - t0
+    with open(f.out, "w", encoding="utf-8") as fh:
+      json.dump(result, fh, indent=1)
+
   if f.quick:
     # float32 only: each (dtype, batch) pair is two compilations, the bulk of the quick run's time,
     # and the bf16 path is tested elsewhere (tests/test_model.py).
-    result["scale"] = scale_numbers("configs/tiny.py", (4,), 2, QUICK_OVERRIDES, ("float32",))
+    scale_numbers("configs/tiny.py", (4,), 2, QUICK_OVERRIDES, ("float32",), result["scale"], save)
   else:
-    result["scale"] = scale_numbers("configs/qvhighlights.py", (32, 128), 10)
+    scale_numbers("configs/qvhighlights.py", [int(b) for b in f.batches], 10, (), f.dtypes,
+                  result["scale"], save)
   result["peak_memory"] = scale.peak_memory()
   with tempfile.TemporaryDirectory() as tmp:
-    result["training"] = short_training(f.quick, tmp)
-  result["total_seconds"] = time.perf_counter() - t0
-  with open(f.out, "w", encoding="utf-8") as fh:
-    json.dump(result, fh, indent=1)
+    result["training"] = short_training(f.quick, tmp, f.train_steps)
+  save()
   print(json.dumps(result, indent=1))
   if not f.quick and not result["training"]["loss_went_down"]:
-    sys.exit("the 200-step training did not lower the loss")
+    sys.exit(f"the {f.train_steps}-step training did not lower the loss")
 
 
 if __name__ == "__main__":
   flags.DEFINE_bool("quick", False, "CI size: tiny config, CPU-friendly (about a minute)")
   flags.DEFINE_string("out", "accelerator_check.json", "where the JSON is written")
+  flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "model dtypes to time, in this order")
+  flags.DEFINE_list("batches", ["32", "128"], "train / inference batch sizes, in this order")
+  flags.DEFINE_integer("train_steps", 200, "steps of the short synthetic training (not --quick)")
   cli.run(main)

@@ -17,6 +17,8 @@ def test_accelerator_check_quick_writes_one_json(tmp_path_factory):
   assert sorted(result["scale"]) == ["float32/4"]
   for row in result["scale"].values():
     assert row["step_s"] > 0 and row["compile_s"] > 0 and row["infer_forward_s"] > 0
+    # the host post-processing is on top of the forward
+    assert row["forward_post_s"] > 0 and row["forward_post_queries_per_s"] > 0
     assert row["step_flops"] > 0 and row["achieved_flops_per_s"] > 0
     assert row["mfu"] is None  # no peak for a CPU
   assert result["peak_memory"]
