@@ -18,6 +18,7 @@ from sg_detr_jax.models import (atss, outputs, param_map, precision, query_group
 from sg_detr_jax.models.detr_head import DETRHead
 from sg_detr_jax.models.layers import KeySeq
 from sg_detr_jax.training import collab_size
+from sg_detr_jax.training import steps as steps_lib
 
 from conftest import SHARED, tiny_config
 
@@ -136,6 +137,29 @@ def test_determinism(tiny_model):
   assert not np.allclose(t1.predictions.pred_logits, t3.predictions.pred_logits)
   with pytest.raises(ValueError, match="PRNG key"):
     model(b, train=True)
+
+
+def test_predict_in_parts_equals_the_whole_batch():
+  """model.predict_rows_per_part: the inference forward in parts of 2 and of 3 rows (the last part
+  shorter) gives the whole batch's predictions, ATSS candidates included: the anchor grid stays
+  the whole batch's (official "batch" grid) although the last part holds only short videos."""
+  c = tiny_config()
+  params = nnx.split(sg_detr.create(c), nnx.Param)[1]
+  batch = random_batch(c, 5, varied=True)
+  batch["video_mask"][3:, 12:] = 0  # rows 3-4: 12 clips, shorter than rows 0, 2 (the grid)
+  inputs = {k: batch[k] for k in ("video", "video_mask", "text", "text_mask")}
+  whole = outputs.flatten(steps_lib.make_predict_step(c)(params, inputs))
+  for rows in (2, 3):
+    c.model.predict_rows_per_part = rows
+    parts = outputs.flatten(steps_lib.make_predict_step(c)(params, inputs))
+    assert sorted(parts) == sorted(whole)
+    for k in whole:
+      assert parts[k].shape == whole[k].shape, k
+      np.testing.assert_allclose(parts[k], whole[k], rtol=1e-5, atol=1e-5, err_msg=f"{rows}: {k}")
+    np.testing.assert_array_equal(parts["anchor_mask"], whole["anchor_mask"])
+  # the last part's own grid would be shorter: the whole batch's grid is what kept them equal
+  own = np.asarray(atss.anchor_grid(jnp.asarray(batch["video_mask"][3:]), c.model)[1])
+  assert own.sum() < whole["anchor_mask"][3:].sum()
 
 
 def test_bf16_compute_is_finite(tiny_model):

@@ -47,6 +47,13 @@ def test_steps_share_one_compile_across_fields_they_do_not_read(synthetic_tfds):
     group, name = field.split(".")
     c[group][name] = value
     assert steps_lib.step_config(c) != steps_lib.step_config(a), field
+  # A step config is a snapshot: changing the config afterwards changes neither it nor its hash
+  # (the key jit's cache holds), so a step built from the changed config compiles anew.
+  before = steps_lib.step_config(a)
+  key = hash(before)
+  a.model.ffn_dim = 48
+  assert hash(before) == key and before.model.ffn_dim != 48
+  assert steps_lib.step_config(a) != before
 
 
 def test_training_writes_checkpoint_logs_and_metrics(trained):

@@ -128,32 +128,39 @@ def batch_targets(spans, span_mask, span_seconds, clip_len, anchors, level_sizes
   return labels, jnp.take_along_axis(gt, matched[..., None], axis=1)
 
 
-def grid_rows(video_mask: jax.Array, anchor_grid: str) -> jax.Array:
+def grid_rows(video_mask: jax.Array, anchor_grid: str,
+              grid_len: jax.Array | None = None) -> jax.Array:
   """[B, L] rows whose anchors are ATSS candidates (assignment, loss, post-processing).
 
   "batch" (official): the batch's padded grid, i.e. every row up to the longest valid length of
   the batch, including rows past a sample's own length. "sample": the sample's valid rows.
+  `grid_len` (int scalar): the batch's grid length when `video_mask` holds only part of the
+  batch (a microbatch of the inference forward); by default the longest row of `video_mask`.
   """
   if anchor_grid == "sample":
     return video_mask
   if anchor_grid != "batch":
     raise ValueError(f"model.atss_anchor_grid must be 'batch' or 'sample', got {anchor_grid!r}")
-  rows = jnp.arange(video_mask.shape[1]) < video_mask.sum(axis=1).max()
+  if grid_len is None:
+    grid_len = video_mask.sum(axis=1).max()
+  rows = jnp.arange(video_mask.shape[1]) < grid_len
   return jnp.broadcast_to(rows, video_mask.shape)
 
 
-def anchor_grid(video_mask: jax.Array, m) -> tuple[jax.Array, jax.Array]:
+def anchor_grid(video_mask: jax.Array, m,
+                grid_len: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
   """The anchors of a batch and their candidate mask, from the video mask [B, L] alone.
 
   Args:
-    video_mask: [B, L] bool; m: `config.model` (anchor_sizes, atss_anchor_grid).
+    video_mask: [B, L] bool; m: `config.model` (anchor_sizes, atss_anchor_grid); grid_len: see
+      `grid_rows`.
 
   Returns:
     anchors [A, 2] (x1, x2) clip units over the static grid, anchor_mask [B, A] (`grid_rows`
     through the FPN's level masks).
   """
   anchors, _ = make_anchors(video_mask.shape[1], STRIDES, m.anchor_sizes)
-  rows = grid_rows(video_mask, m.atss_anchor_grid)
+  rows = grid_rows(video_mask, m.atss_anchor_grid, grid_len)
   return jnp.asarray(anchors), jnp.concatenate(FPN.level_masks(rows), axis=1)
 
 

@@ -41,6 +41,21 @@ class Predictions:
   anchor_mask: jax.Array | None = None
 
 
+# The batch axis of every field of `Predictions` (None: shared by all rows).
+_PREDICTION_BATCH_AXIS = {"pred_logits": 1, "pred_spans": 1, "pred_iou": 1, "anchors": None}
+
+
+def concat_predictions(parts: list[Predictions]) -> Predictions:
+  """The predictions of consecutive parts of a batch, as one batch's (rows concatenated)."""
+  def join(name):
+    values = [getattr(p, name) for p in parts]
+    axis = _PREDICTION_BATCH_AXIS.get(name, 0)
+    if values[0] is None or axis is None:
+      return values[0]
+    return jax.numpy.concatenate(values, axis=axis)
+  return Predictions(**{f.name: join(f.name) for f in dataclasses.fields(Predictions)})
+
+
 @struct.dataclass
 class QueryGroup:
   """An extra decoder query group of training (collab or denoising), isolated by the group mask.

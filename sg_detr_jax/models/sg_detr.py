@@ -103,7 +103,8 @@ class SGDETR(nnx.Module):
   def __init__(self, m, video_dim: int, text_dim: int, max_windows: int, rngs: nnx.Rngs):
     if tuple(m.fpn_strides) != STRIDES:
       raise ValueError(f"model.fpn_strides must be {STRIDES} (the FPN's fixed levels)")
-    m = ml_collections.FrozenConfigDict(m)
+    # A snapshot of the values: frozen from a ConfigDict, it would hash through that (mutable) dict.
+    m = ml_collections.FrozenConfigDict(m.to_dict())
     d = m.d_model
     self.cfg = m
     self.max_windows = max_windows
@@ -149,7 +150,8 @@ class SGDETR(nnx.Module):
 
   # -- forward -----------------------------------------------------------------------------------
   def __call__(self, batch: dict, key: jax.Array | None = None, train: bool = False,
-               atss_targets: atss.Targets | None = None) -> Predictions | TrainOutputs:
+               atss_targets: atss.Targets | None = None,
+               grid_len: jax.Array | None = None) -> Predictions | TrainOutputs:
     """Runs the model: encode -> propose -> decode (-> auxiliary branches in training).
 
     Args:
@@ -158,6 +160,8 @@ class SGDETR(nnx.Module):
       key: PRNG key for dropout / DropPath / collab negatives / DN noise (training).
       train: training mode (stochastic layers, query groups, negative pass, alignment branches).
       atss_targets: `atss.training_targets(batch, config.model)`; training with collab only.
+      grid_len: int scalar, the ATSS grid length of the whole batch when `batch` is a part of it
+        (`atss.grid_rows`; inference microbatches); by default this batch's own.
 
     Returns:
       `Predictions` (inference) or `TrainOutputs` (training).
@@ -169,7 +173,7 @@ class SGDETR(nnx.Module):
                        "model(batch, key, train=True, atss_targets=atss.training_targets(...))")
     keys = layers.KeySeq(key if train else None)
     enc = self.encode(batch, keys)
-    prop = self.propose(enc)
+    prop = self.propose(enc, grid_len)
     extra = self.training_queries(batch, enc, prop, atss_targets, keys) if train else None
     predictions, groups = self.decode(enc, prop, extra, keys)
     if not train:
@@ -214,10 +218,10 @@ class SGDETR(nnx.Module):
     # SA #2 takes the raw encoder output again, not M1 (A6).
     return s_global, (saliency_amplify(mem, s_global) if m.global_saliency else m1)
 
-  def propose(self, enc: Encoded) -> Proposals:
+  def propose(self, enc: Encoded, grid_len: jax.Array | None = None) -> Proposals:
     """Memory -> FPN levels -> query-selector proposals and the ATSS head's windows."""
     m = self.cfg
-    grid_rows = atss.grid_rows(enc.video_mask, m.atss_anchor_grid)
+    grid_rows = atss.grid_rows(enc.video_mask, m.atss_anchor_grid, grid_len)
     # Rows past the batch's padded grid do not exist in the official model: zero them so that the
     # FPN's convolutions see the same zero padding at the grid's end.
     levels, level_masks = self.fpn(jnp.where(grid_rows[..., None], enc.memory, 0.0),
@@ -229,7 +233,7 @@ class SGDETR(nnx.Module):
     layers.probe(self, "qsel_reference", sel["reference"])
     anchors = anchor_mask = atss_logits = atss_deltas = atss_ctr = None
     if self.uses_atss:
-      anchors, anchor_mask = atss.anchor_grid(enc.video_mask, m)
+      anchors, anchor_mask = atss.anchor_grid(enc.video_mask, m, grid_len)
     if m.atss:
       # With collab but without `atss` (ablation rows), the head exists for checkpoint parity
       # only: its untrained windows must not reach the fusion.

@@ -26,7 +26,7 @@ from flax import nnx
 
 from sg_detr_jax import sharding
 from sg_detr_jax.losses.total import compute_losses
-from sg_detr_jax.models import atss, precision, sg_detr
+from sg_detr_jax.models import atss, outputs, precision, sg_detr
 from sg_detr_jax.training.optimizer import make_model_optimizer
 
 # Batch entries the model consumes in floating point (cast to the compute dtype).
@@ -58,9 +58,15 @@ _MODEL_DATA_FIELDS = ("video_dim", "text_dim", "use_tef", "max_windows")
 
 
 def step_config(config) -> ml_collections.FrozenConfigDict:
-  """The part of `config` the steps read, frozen (hashable): the static argument of the steps."""
+  """The part of `config` the steps read, frozen (hashable): the static argument of the steps.
+
+  A snapshot of the values (`to_dict`): a FrozenConfigDict made from a ConfigDict keeps that
+  ConfigDict and hashes and compares through it, so a config changed after a step was built
+  would change the key jit's cache holds, and the next step built from it would find the stale
+  compiled program."""
   return ml_collections.FrozenConfigDict({
-      "model": config.model, "loss": config.loss, "optim": config.optim,
+      "model": config.model.to_dict(), "loss": config.loss.to_dict(),
+      "optim": config.optim.to_dict(),
       "mesh": {"data_axis": config.mesh.data_axis},
       "data": {k: config.data[k] for k in _MODEL_DATA_FIELDS}})
 
@@ -122,8 +128,18 @@ def predict_step(params, batch, *, config, mesh=None):
   (replicated), so every process reads the whole batch's (a small all-gather)."""
   dtype = precision.compute_dtype(config.model.dtype)
   model = nnx.merge(model_graph(config), precision.cast_floating(params, dtype))
-  out = precision.cast_floating(model(_model_inputs(batch, dtype), train=False), jnp.float32)
-  return _replicate(out, mesh)
+  inputs = _model_inputs(batch, dtype)
+  size, rows = batch["video_mask"].shape[0], config.model.predict_rows_per_part
+  if 0 < rows < size:
+    # Parts of the batch one after another (a CPU runs a part whose activations fit its caches
+    # faster); the ATSS anchor grid stays the whole batch's, so the predictions are the same.
+    grid_len = batch["video_mask"].astype(bool).sum(axis=1).max()
+    out = outputs.concat_predictions([
+        model({k: v[i:i + rows] for k, v in inputs.items()}, train=False, grid_len=grid_len)
+        for i in range(0, size, rows)])
+  else:
+    out = model(inputs, train=False)
+  return _replicate(precision.cast_floating(out, jnp.float32), mesh)
 
 
 def make_train_step(config, steps_per_epoch: int, mesh=None):
