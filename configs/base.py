@@ -90,10 +90,11 @@ def get_config() -> ml_collections.ConfigDict:
   # Operands of the dense layers' products, forward and backward (models/matmul.py): "float32"
   # (official arithmetic) or "bfloat16" (rounded operands, float32 accumulation and activations).
   m.matmul_dtype = "float32"
-  # Inference forward in parts of this many rows, one after another in one program (0: the whole
-  # batch at once). Same predictions (the ATSS grid stays the whole batch's); on a CPU a part
-  # whose activations stay in cache runs faster (README "Speed against the official code").
-  m.predict_rows_per_part = 0
+  # Inference forward on one device in parts of this many rows, one after another in one program,
+  # per backend (0: the whole batch at once). Same predictions (the ATSS grid stays the whole
+  # batch's); on a CPU, parts whose activations stay in cache run faster (README "Speed against
+  # the official code": 16 rows, batch 128, 2.07 -> 1.69 s); accelerators want the whole batch.
+  m.predict_rows_per_part = ml_collections.ConfigDict({"cpu": 16, "gpu": 0, "tpu": 0})
 
   # ---- losses (architecture.md §4, §6; the released weights) ----------------------------------
   c.loss = l = ml_collections.ConfigDict()

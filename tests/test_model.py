@@ -144,13 +144,15 @@ def test_predict_in_parts_equals_the_whole_batch():
   shorter) gives the whole batch's predictions, ATSS candidates included: the anchor grid stays
   the whole batch's (official "batch" grid) although the last part holds only short videos."""
   c = tiny_config()
+  backend = jax.default_backend()
+  c.model.predict_rows_per_part[backend] = 0
   params = nnx.split(sg_detr.create(c), nnx.Param)[1]
   batch = random_batch(c, 5, varied=True)
   batch["video_mask"][3:, 12:] = 0  # rows 3-4: 12 clips, shorter than rows 0, 2 (the grid)
   inputs = {k: batch[k] for k in ("video", "video_mask", "text", "text_mask")}
   whole = outputs.flatten(steps_lib.make_predict_step(c)(params, inputs))
   for rows in (2, 3):
-    c.model.predict_rows_per_part = rows
+    c.model.predict_rows_per_part[backend] = rows
     parts = outputs.flatten(steps_lib.make_predict_step(c)(params, inputs))
     assert sorted(parts) == sorted(whole)
     for k in whole:

@@ -125,12 +125,14 @@ def train_step(state, batch, base_key, *, config, steps_per_epoch, mesh=None):
 def predict_step(params, batch, *, config, mesh=None):
   """params, batch -> `Predictions` in float32 (inference mode). With a `mesh`, params are
   replicated and the batch split over `config.mesh.data_axis`; the predictions are gathered
-  (replicated), so every process reads the whole batch's (a small all-gather)."""
+  (replicated), so every process reads the whole batch's (a small all-gather). Without one, in
+  parts of `model.predict_rows_per_part[backend]` rows (0: the whole batch)."""
   dtype = precision.compute_dtype(config.model.dtype)
   model = nnx.merge(model_graph(config), precision.cast_floating(params, dtype))
   inputs = _model_inputs(batch, dtype)
-  size, rows = batch["video_mask"].shape[0], config.model.predict_rows_per_part
-  if 0 < rows < size:
+  size = batch["video_mask"].shape[0]
+  rows = config.model.predict_rows_per_part.get(jax.default_backend(), 0)
+  if mesh is None and 0 < rows < size:  # (on a mesh every device holds a part already)
     # Parts of the batch one after another (a CPU runs a part whose activations fit its caches
     # faster); the ATSS anchor grid stays the whole batch's, so the predictions are the same.
     grid_len = batch["video_mask"].astype(bool).sum(axis=1).max()
