@@ -150,9 +150,11 @@ def main(out_dir):
   frozen = nnx.merge(graphdef, params).params_without_gradient() + (
       "main_det_head.co_mapper_linear", "main_det_head.co_mapper_norm")
   tx, schedule = make_optimizer(config.optim, steps_per_epoch=10, frozen=frozen)
-  updates, _ = tx.update(grads, tx.init(params), params)
+  # Jitted: run eagerly, its ~2,000 small operations over 241 leaves took ~18 s on a CPU (and
+  # one compile each on a GPU).
+  adamw_step = jax.jit(lambda g, p: optax.apply_updates(p, tx.update(g, tx.init(p), p)[0]))
   np.savez(os.path.join(out_dir, "after.npz"),
-           **convert_lib.to_official(optax.apply_updates(params, updates), config.model))
+           **convert_lib.to_official(adamw_step(grads, params), config.model))
   np.savez(os.path.join(out_dir, "before.npz"), **convert_lib.to_official(params, config.model))
   with open(os.path.join(out_dir, "params.json"), "w") as f:
     json.dump({"converted": n, "lr_step0": float(schedule(0))}, f)
