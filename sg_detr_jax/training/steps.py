@@ -131,7 +131,8 @@ def predict_step(params, batch, *, config, mesh=None):
   model = nnx.merge(model_graph(config), precision.cast_floating(params, dtype))
   inputs = _model_inputs(batch, dtype)
   size = batch["video_mask"].shape[0]
-  rows = config.model.predict_rows_per_part.get(jax.default_backend(), 0)
+  # (.get: the config.json of a workdir trained before the field existed has none)
+  rows = config.model.get("predict_rows_per_part", {}).get(jax.default_backend(), 0)
   if mesh is None and 0 < rows < size:  # (on a mesh every device holds a part already)
     # Parts of the batch one after another (a CPU runs a part whose activations fit its caches
     # faster); the ATSS anchor grid stays the whole batch's, so the predictions are the same.
