@@ -93,7 +93,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Inference forward on one device in parts of this many rows, one after another in one program,
   # per backend (0: the whole batch at once). Same predictions (the ATSS grid stays the whole
   # batch's); on a CPU, parts whose activations stay in cache run faster (README "Speed against
-  # the official code": 16 rows, batch 128, 2.07 -> 1.69 s); accelerators want the whole batch.
+  # the official code": 16 rows, batch 128, 1.78 -> 1.55 s); accelerators want the whole batch.
   m.predict_rows_per_part = ml_collections.ConfigDict({"cpu": 16, "gpu": 0, "tpu": 0})
 
   # ---- losses (architecture.md §4, §6; the released weights) ----------------------------------

@@ -140,9 +140,10 @@ def test_determinism(tiny_model):
 
 
 def test_predict_in_parts_equals_the_whole_batch():
-  """model.predict_rows_per_part: the inference forward in parts of 2 and of 3 rows (the last part
-  shorter) gives the whole batch's predictions, ATSS candidates included: the anchor grid stays
-  the whole batch's (official "batch" grid) although the last part holds only short videos."""
+  """model.predict_rows_per_part: the inference forward in parts of 1 row (a scan of five parts,
+  unrolled by two: a real loop), 2 and 3 rows (the last part shorter) gives the whole batch's
+  predictions, ATSS candidates included: the anchor grid stays the whole batch's (official
+  "batch" grid) although the last parts hold only short videos."""
   c = tiny_config()
   backend = jax.default_backend()
   c.model.predict_rows_per_part[backend] = 0
@@ -151,7 +152,7 @@ def test_predict_in_parts_equals_the_whole_batch():
   batch["video_mask"][3:, 12:] = 0  # rows 3-4: 12 clips, shorter than rows 0, 2 (the grid)
   inputs = {k: batch[k] for k in ("video", "video_mask", "text", "text_mask")}
   whole = outputs.flatten(steps_lib.make_predict_step(c)(params, inputs))
-  for rows in (2, 3):
+  for rows in (1, 2, 3):
     c.model.predict_rows_per_part[backend] = rows
     parts = outputs.flatten(steps_lib.make_predict_step(c)(params, inputs))
     assert sorted(parts) == sorted(whole)

@@ -45,14 +45,20 @@ class Predictions:
 _PREDICTION_BATCH_AXIS = {"pred_logits": 1, "pred_spans": 1, "pred_iou": 1, "anchors": None}
 
 
-def concat_predictions(parts: list[Predictions]) -> Predictions:
-  """The predictions of consecutive parts of a batch, as one batch's (rows concatenated)."""
+def join_parts(stacked: Predictions, rest: Predictions | None = None) -> Predictions:
+  """One batch's predictions from those of its parts: `stacked`, K equal parts of R rows on a new
+  leading axis (the outputs of a `lax.scan` over them), then `rest`, the last, shorter part (or
+  None)."""
   def join(name):
-    values = [getattr(p, name) for p in parts]
-    axis = _PREDICTION_BATCH_AXIS.get(name, 0)
-    if values[0] is None or axis is None:
-      return values[0]
-    return jax.numpy.concatenate(values, axis=axis)
+    value, axis = getattr(stacked, name), _PREDICTION_BATCH_AXIS.get(name, 0)
+    if value is None or axis is None:
+      return None if value is None else value[0]
+    # [K, ..., R, ...] (the part axis first, the rows at `axis` + 1) -> [..., K * R, ...]
+    value = jax.numpy.moveaxis(value, 0, axis)
+    value = value.reshape(value.shape[:axis] + (-1,) + value.shape[axis + 2:])
+    if rest is not None:
+      value = jax.numpy.concatenate([value, getattr(rest, name)], axis=axis)
+    return value
   return Predictions(**{f.name: join(f.name) for f in dataclasses.fields(Predictions)})
 
 
