@@ -130,26 +130,31 @@ def predict_step(params, batch, *, config, mesh=None):
   dtype = precision.compute_dtype(config.model.dtype)
   model = nnx.merge(model_graph(config), precision.cast_floating(params, dtype))
   inputs = _model_inputs(batch, dtype)
-  size = batch["video_mask"].shape[0]
   # (.get: the config.json of a workdir trained before the field existed has none)
   rows = config.model.get("predict_rows_per_part", {}).get(jax.default_backend(), 0)
-  if mesh is None and 0 < rows < size:  # (on a mesh every device holds a part already)
-    # Parts of the batch one after another (a CPU runs a part whose activations fit its caches
-    # faster); the ATSS anchor grid stays the whole batch's, so the predictions are the same.
-    # The equal parts go through one `lax.scan` (the model is compiled for two parts, not once
-    # per part: unrolled by two, measured faster than one part per iteration and than all parts
-    # unrolled, whose compile grows with their number), a shorter last part through its own call.
-    grid_len = batch["video_mask"].astype(bool).sum(axis=1).max()
-    run = lambda part: model(part, train=False, grid_len=grid_len)  # noqa: E731
-    whole = size - size % rows
-    _, stacked = jax.lax.scan(lambda carry, part: (carry, run(part)), None,
-                              {k: v[:whole].reshape((-1, rows) + v.shape[1:])
-                               for k, v in inputs.items()}, unroll=2)
-    rest = run({k: v[whole:] for k, v in inputs.items()}) if whole < size else None
-    out = outputs.join_parts(stacked, rest)
+  if mesh is None and 0 < rows < batch["video_mask"].shape[0]:  # (a mesh splits the batch already)
+    out = _predict_in_parts(model, inputs, rows)
   else:
     out = model(inputs, train=False)
   return _replicate(precision.cast_floating(out, jnp.float32), mesh)
+
+
+def _predict_in_parts(model, inputs: dict, rows: int):
+  """The model's inference forward over parts of `rows` rows of the batch, one after another, as
+  the whole batch's `Predictions` (a CPU runs a part whose activations fit its caches faster).
+  The ATSS anchor grid stays the whole batch's, so the predictions are the same. The equal parts
+  go through one `lax.scan` unrolled by two (the model compiles for two parts, not once per part;
+  measured faster than one part per iteration and than all parts unrolled, whose compile grows
+  with their number), a shorter last part through its own call."""
+  size = inputs["video_mask"].shape[0]
+  grid_len = inputs["video_mask"].astype(bool).sum(axis=1).max()
+  run = lambda part: model(part, train=False, grid_len=grid_len)  # noqa: E731
+  whole = size - size % rows
+  _, stacked = jax.lax.scan(lambda carry, part: (carry, run(part)), None,
+                            {k: v[:whole].reshape((-1, rows) + v.shape[1:])
+                             for k, v in inputs.items()}, unroll=2)
+  rest = run({k: v[whole:] for k, v in inputs.items()}) if whole < size else None
+  return outputs.join_parts(stacked, rest)
 
 
 def make_train_step(config, steps_per_epoch: int, mesh=None):
