@@ -44,6 +44,13 @@ _SHARED = os.environ.get("SG_DETR_SHARED", os.path.join(os.path.dirname(_REPO), 
 GOLDEN = os.path.join(_SHARED, "reference", "official_golden", "forward.npz")
 
 
+def batch_rows(batch: dict) -> dict:
+  """The per-row inputs of post-processing for a `random_batch` (every valid clip a real one)."""
+  valid = np.asarray(batch["video_mask"]).sum(1)
+  return {"span_seconds": valid * CLIP_SECONDS, "clip_len": np.asarray(batch["clip_len"]),
+          "duration": valid * CLIP_SECONDS, "num_real": valid, "num_valid": valid}
+
+
 def model_outputs(config, bsz: int):
   """(host `Predictions` [bsz rows], per-row inputs) of one jitted forward of a fresh model."""
   from sg_detr_jax.training import steps as steps_lib  # noqa: PLC0415 (jax-heavy import)
@@ -51,10 +58,7 @@ def model_outputs(config, bsz: int):
   batch = random_batch(config, bsz, varied=True)
   _, state, _, _ = build(config, 100)
   out = jax.device_get(steps_lib.make_predict_step(config)(state["params"], batch))
-  valid = batch["video_mask"].sum(1)
-  rows = {"span_seconds": valid * CLIP_SECONDS, "clip_len": batch["clip_len"],
-          "duration": valid * CLIP_SECONDS, "num_real": valid, "num_valid": valid}
-  return out, rows
+  return out, batch_rows(batch)
 
 
 def golden_outputs(bsz: int, path: str = GOLDEN):

@@ -34,13 +34,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 
 import model_speed  # noqa: E402
 import postprocess_speed  # noqa: E402
 from launch import cli  # noqa: E402
-from sg_detr_jax.data.random_batch import CLIP_SECONDS  # noqa: E402
 from sg_detr_jax.training import steps as steps_lib  # noqa: E402
 from sg_detr_jax.training.loop import build  # noqa: E402
 
@@ -68,9 +66,7 @@ def measure(config, bsz: int, steps: int) -> dict:
   params = state["params"]
   predict = steps_lib.make_predict_step(config)
   inputs = {k: batch[k] for k in ("video", "video_mask", "text", "text_mask")}
-  valid = np.asarray(batch["video_mask"]).sum(1)
-  rows = {"span_seconds": valid * CLIP_SECONDS, "clip_len": np.full(bsz, CLIP_SECONDS),
-          "duration": valid * CLIP_SECONDS, "num_real": valid, "num_valid": valid}
+  rows = postprocess_speed.batch_rows(batch)
 
   def forward():
     return jax.device_get(predict(params, inputs))
