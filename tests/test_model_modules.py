@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from sg_detr_jax.models import (atss, atss_head, fpn, input_projection, layers, local_saliency,
-                                param_map, sgca, transformer)
+from sg_detr_jax.models import (alignment, atss, atss_head, fpn, input_projection, layers,
+                                local_saliency, param_map, sgca, transformer)
 
 from conftest import SHARED
 
@@ -179,3 +179,66 @@ def test_dropout_masks_have_the_rate_and_are_independent():
   # Real PRNG keys (DN noise, collab negatives) differ from each other.
   k1, k2 = keys.key(), keys.key()
   assert not np.array_equal(np.asarray(jax.random.key_data(k1)), np.asarray(jax.random.key_data(k2)))
+
+
+def _two_pass_moment(enc: transformer.Encoder, x, pos, plus_keys, minus_keys, relevant, keys):
+  """The official moment encoder: two full passes over [token; clips], one per key set."""
+  plus, minus = enc(x, pos, plus_keys, keys), enc(x, pos, minus_keys, keys)
+  return plus[:, 0], minus[:, 0], jnp.where(relevant[..., None], plus[:, 1:], minus[:, 1:])
+
+
+def test_alignment_last_layers_compute_the_rows_read_only_and_equal_full_passes():
+  d, length = 16, 7
+  rngs = nnx.Rngs(1)
+  moment = alignment.MomentEncoder(d, 4, 32, 1, 0.1, 0.15, rngs)
+  sentence = alignment.SentenceEncoder(d, 4, 32, 1, 0.1, 0.15, rngs)
+  video = jax.random.normal(jax.random.key(0), (3, length, d))
+  video_pos = jax.random.normal(jax.random.key(1), (3, length, d))
+  video_mask = jnp.arange(length)[None] < jnp.array([[7], [5], [6]])
+  # Row 2 has no relevant clip: its moment token attends to itself only.
+  relevant = jnp.array([[0, 1, 1, 0, 0, 1, 0], [1, 0, 0, 1, 0, 0, 0], [0] * 7], bool) & video_mask
+
+  def merged(model):
+    return model(video, video_pos, video_mask, relevant, _keys())
+
+  def separate(model):
+    x = alignment._prepend(model.moment_rep_token[...], video)
+    pos = alignment._prepend(model.moment_rep_pos[...], video_pos)
+    return _two_pass_moment(model.encoder, x, pos,
+                            alignment._with_token_mask(video_mask & relevant),
+                            alignment._with_token_mask(video_mask & ~relevant), relevant, _keys())
+
+  for a, b in zip(merged(moment), separate(moment)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  # The same gradients: the rows not computed had none.
+  loss = lambda f: lambda m: sum((o * jnp.arange(o.size).reshape(o.shape) / o.size).sum()
+                                 for o in f(m))
+  ga, gb = nnx.grad(loss(merged))(moment), nnx.grad(loss(separate))(moment)
+  for a, b in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  # The moment token with no relevant clip differs from the one with the others (not one pass).
+  tok_plus, tok_minus, _ = merged(moment)
+  assert not np.allclose(tok_plus[2], tok_minus[2], atol=1e-3)
+
+  text = jax.random.normal(jax.random.key(2), (3, 5, d))
+  text_mask = jnp.arange(5)[None] < jnp.array([[5], [3], [1]])
+  x = alignment._prepend(sentence.sent_rep_token[...], text)
+  pos = alignment._prepend(sentence.sent_rep_pos[...], jnp.zeros_like(text))
+  full = sentence.encoder(x, pos, alignment._with_token_mask(text_mask), _keys())[:, 0]
+  np.testing.assert_allclose(sentence(text, text_mask, _keys()), full, rtol=1e-5, atol=1e-6)
+
+
+def test_drop_path_of_two_merged_passes_draws_once_per_sample_and_pass():
+  seed = layers.KeySeq(jax.random.key(5))()
+  b, rows, rate = 4096, 6, 0.5
+  second = jnp.broadcast_to(jnp.array([False, True, False, True, True, False]), (b, rows))
+  y = np.asarray(layers.drop_path(jnp.ones((b, rows, 3)), rate, seed, second))[..., 0]
+  kept = y > 0
+  # One draw per sample and pass: a pass's rows are kept or dropped together ...
+  assert (kept[:, [0, 2, 5]] == kept[:, [0]]).all() and (kept[:, [1, 3, 4]] == kept[:, [1]]).all()
+  # ... the two passes' draws are independent (they differ for 2 p (1 - p) of the samples) ...
+  differ = (kept[:, 0] != kept[:, 1]).mean()
+  assert abs(differ - 2 * rate * (1 - rate)) < 5 * np.sqrt(0.25 / b), differ
+  # ... and each has the rate, with kept rows scaled by 1 / (1 - rate).
+  assert abs(kept[:, 0].mean() - (1 - rate)) < 5 * np.sqrt(0.25 / b)
+  np.testing.assert_allclose(y[kept], 1 / (1 - rate))

@@ -158,11 +158,22 @@ def dropout(x: jax.Array, rate: float, seed: jax.Array | None) -> jax.Array:
   return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
 
 
-def drop_path(x: jax.Array, rate: float, seed: jax.Array | None) -> jax.Array:
-  """Stochastic depth on a residual branch: one Bernoulli draw per sample (axis 0)."""
+def drop_path(x: jax.Array, rate: float, seed: jax.Array | None,
+              second_pass: jax.Array | None = None) -> jax.Array:
+  """Stochastic depth on a residual branch: one Bernoulli draw per sample (axis 0).
+
+  `second_pass` ([B, R] bool, x [B, R, ...]): x holds the rows of two passes over one input that
+  one layer computes together (`transformer.Rows`); each pass keeps its own independent draw per
+  sample, as two separate passes would, and True rows take the second pass's.
+  """
   if seed is None or rate == 0.0:
     return x
-  keep = keep_mask(seed, rate, (x.shape[0],) + (1,) * (x.ndim - 1))
+  if second_pass is None:
+    keep = keep_mask(seed, rate, (x.shape[0],) + (1,) * (x.ndim - 1))
+  else:
+    both = keep_mask(seed, rate, (x.shape[0], 2))
+    keep = jnp.where(second_pass, both[:, 1:], both[:, :1])
+    keep = keep.reshape(keep.shape + (1,) * (x.ndim - 2))
   return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
 
 
