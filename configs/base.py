@@ -90,6 +90,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Operands of the dense layers' products, forward and backward (models/matmul.py): "float32"
   # (official arithmetic) or "bfloat16" (rounded operands, float32 accumulation and activations).
   m.matmul_dtype = "float32"
+  # The ATSS head's stem convolutions (k = 3): "direct" (official arithmetic) or "winograd"
+  # (F(4, 3): half the products, float32 results within a few 1e-6 of direct; models/winograd.py).
+  m.conv_algorithm = "direct"
   # Inference forward on one device in parts of this many rows, one after another in one program,
   # per backend (0: the whole batch at once). Same predictions (the ATSS grid stays the whole
   # batch's); on a CPU, parts whose activations stay in cache run faster (README "Speed against

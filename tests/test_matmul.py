@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from sg_detr_jax.models import layers, matmul
+from sg_detr_jax.models import layers, matmul, winograd
 
 DIMS = (((2,), (0,)), ((), ()))
 
@@ -53,6 +53,25 @@ def test_conv1d_equals_xla_convolution_and_its_gradients(taps):
   np.testing.assert_array_equal(y, y_ref)
   _assert_close(dx, dx_ref, 1e-6)
   _assert_close(dk, dk_ref, 1e-6)
+
+
+@pytest.mark.parametrize("length", [1, 4, 13, 16])
+def test_winograd_conv_equals_the_direct_sum_and_its_gradients(length):
+  # Lengths below, at, between and at a multiple of the 4-row tile: the last tile's padding.
+  x, k, ct = _rand((3, length, 24), 0), _rand((3, 24, 20), 1), _rand((3, length, 20), 2)
+  y, (dx, dk) = _value_and_grads(winograd.conv1d, x, k, ct)
+  y_ref, (dx_ref, dk_ref) = _value_and_grads(_xla_conv, x, k, ct)
+  # The transforms' rounding: a few 1e-6 of the scale (the direct sums agree to ~5e-7).
+  _assert_close(y, y_ref, 1e-5)
+  _assert_close(dx, dx_ref, 1e-5)
+  _assert_close(dk, dk_ref, 1e-5)
+  # In float64 the transforms are exact: A^T [(G g) * (B^T d)] is the 4-output correlation.
+  rng = np.random.default_rng(0)
+  d, g = rng.standard_normal(6), rng.standard_normal(3)
+  tile = winograd._AT @ ((winograd._G @ g) * (winograd._BT @ d))
+  np.testing.assert_allclose(tile, [d[i:i + 3] @ g for i in range(4)], rtol=1e-12, atol=1e-12)
+  with pytest.raises(ValueError, match="3-tap"):
+    winograd.conv1d(x, _rand((5, 24, 20), 3))
 
 
 def _round_bf16(a):
@@ -117,4 +136,36 @@ def test_model_products_follow_the_config():
   assert nnx.graphdef(model) == nnx.graphdef(sg_detr.create(c))
   c.model.matmul_dtype = "float16"
   with pytest.raises(ValueError, match="model.matmul_dtype must be one of"):
+    sg_detr.create(c)
+
+
+def test_conv_algorithm_switch_reaches_the_atss_stems_only_and_keeps_the_outputs_close():
+  from conftest import tiny_config
+  from sg_detr_jax.data.random_batch import random_batch
+  from sg_detr_jax.models import sg_detr
+
+  def algorithms(model):
+    return {path: m.algorithm for path, m in nnx.iter_modules(model)
+            if isinstance(m, layers.Conv1D) and not m.depthwise and m.kernel.shape[0] == 3}
+
+  c = tiny_config()
+  direct = sg_detr.create(c)
+  c.model.conv_algorithm = "winograd"
+  fast = sg_detr.create(c)
+  found = algorithms(fast)
+  stems = {p for p in found if p[1] in ("cls_stem", "reg_stem")}
+  assert stems and {found[p] for p in stems} == {"winograd"}
+  assert {found[p] for p in set(found) - stems} == {"direct"}  # the 1-2 channel output convs
+  assert set(algorithms(direct).values()) == {"direct"}
+  # Same parameters (same seed), so the same checkpoints; outputs within the transforms' rounding.
+  for a, b in zip(jax.tree.leaves(nnx.state(direct)), jax.tree.leaves(nnx.state(fast))):
+    np.testing.assert_array_equal(a, b)
+  batch = random_batch(c, 2)
+  inputs = {k: batch[k] for k in ("video", "video_mask", "text", "text_mask")}
+  out_d, out_f = direct(inputs), fast(inputs)
+  for name in ("atss_logits", "atss_deltas", "atss_ctr", "pred_spans"):
+    _assert_close(getattr(out_f, name), getattr(out_d, name), 2e-5)
+  assert not np.array_equal(out_f.atss_logits, out_d.atss_logits)  # another computation ran
+  c.model.conv_algorithm = "fft"
+  with pytest.raises(ValueError, match="model.conv_algorithm must be one of"):
     sg_detr.create(c)

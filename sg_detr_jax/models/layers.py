@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from sg_detr_jax.models import matmul
+from sg_detr_jax.models import matmul, winograd
 
 # Finite "minus infinity" for masked logits: safe under bf16 (its max is ~3.4e38) and never produces
 # NaN when a whole row is masked.
@@ -381,6 +381,10 @@ def l2_normalize(x: jax.Array, eps: float = 1e-12, zero_grad_at_zero: bool = Fal
   return x / jnp.where(nonzero, norm, eps)
 
 
+# How a dense stride-1 kernel-3 Conv1D multiplies (`model.conv_algorithm`; see Conv1D).
+CONV_ALGORITHMS = ("direct", "winograd")
+
+
 class Conv1D(nnx.Module):
   """Conv1d, kernel 3 (or 1), padding k // 2, channels-last: [B, L, d_in] -> [B, ceil(L / s), d_out].
 
@@ -393,11 +397,15 @@ class Conv1D(nnx.Module):
   1x1 conv is a `matmul.dense` product, and the
   depthwise one (`groups == d_in == d_out`) is three shifted multiply-adds (6.5 ms; XLA's grouped
   conv took 128 ms). `dot_general` (a `matmul.DenseDot`) carries the products' operand dtype.
+  `algorithm="winograd"` computes a dense stride-1 kernel-3 conv with `winograd.conv1d` instead
+  (half the products, not bitwise the direct sum; `model.conv_algorithm`).
   """
 
   def __init__(self, d_in: int, d_out: int, rngs: nnx.Rngs, *, stride: int = 1,
                depthwise: bool = False, use_bias: bool = True, kernel_init=None, bias_init=None,
-               kernel_size: int = 3):
+               kernel_size: int = 3, algorithm: str = "direct"):
+    if algorithm not in CONV_ALGORITHMS:
+      raise ValueError(f"model.conv_algorithm must be one of {CONV_ALGORITHMS}, got {algorithm!r}")
     shape = (kernel_size, 1 if depthwise else d_in, d_out)
     # torch's nn.Conv1d defaults unless given: U(+-1 / sqrt(fan_in)), fan_in = in / groups * k.
     self.kernel = nnx.Param((kernel_init or torch_uniform())(rngs.params(), shape))
@@ -405,6 +413,7 @@ class Conv1D(nnx.Module):
       fan_in = shape[0] * shape[1]
       self.bias = nnx.Param((bias_init or torch_uniform(fan_in))(rngs.params(), (d_out,)))
     self.use_bias, self.stride, self.depthwise = use_bias, stride, depthwise
+    self.algorithm = algorithm
     self.dot_general = matmul.DenseDot()  # its products' operand dtype (`set_operand_dtype`)
 
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -418,7 +427,8 @@ class Conv1D(nnx.Module):
     elif size == 1:
       y = matmul.dense(x[:, ::self.stride], k[0], self.dot_general.operand_dtype)
     elif self.stride == 1:
-      y = matmul.conv1d(x, k, self.dot_general.operand_dtype)
+      conv = winograd.conv1d if self.algorithm == "winograd" and size == 3 else matmul.conv1d
+      y = conv(x, k, self.dot_general.operand_dtype)
     else:
       y = jax.lax.conv_general_dilated(x, k, (self.stride,), [(pad, pad)],
                                        dimension_numbers=("NWC", "WIO", "NWC"))

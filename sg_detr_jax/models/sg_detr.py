@@ -127,7 +127,9 @@ class SGDETR(nnx.Module):
                                         m.proposal_range, rngs)
     self.main_det_head = DETRHead(m, rngs)
     if self.uses_atss:
-      self.aux_det_head = ATSSHead(d, m.atss_convs, len(STRIDES), m.prior_prob, rngs)
+      # .get: the config.json of a workdir trained before the switch existed has none.
+      self.aux_det_head = ATSSHead(d, m.atss_convs, len(STRIDES), m.prior_prob, rngs,
+                                   m.get("conv_algorithm", "direct"))
     self.sent_encoder = SentenceEncoder(d, m.num_heads, m.ffn_dim, m.sentence_layers, m.dropout,
                                         m.drop_path, rngs)
     self.moment_encoder = MomentEncoder(d, m.num_heads, m.ffn_dim, m.moment_layers, m.dropout,
