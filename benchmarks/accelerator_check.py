@@ -90,9 +90,10 @@ def step_flops(config, bsz: int, mesh) -> float | None:
   return None
 
 
-def forward_post_numbers(config, bsz: int, steps: int, mesh) -> dict:
-  """Median seconds of the inference forward up to its outputs on the host plus the official
-  post-processing of every row (benchmarks/speed.py's forward+post), after one warm-up call."""
+def inference_numbers(config, bsz: int, steps: int, mesh) -> dict:
+  """Median seconds of the inference forward (scale.py's: outputs left on the device) and of the
+  forward up to its outputs on the host plus the official post-processing of every row
+  (benchmarks/speed.py's forward+post), each after one warm-up call, from one built state."""
   batch = model_speed.sized_batch(config, bsz)
   inputs = {k: batch[k] for k in ("video", "video_mask", "text", "text_mask")}
   _, state, _, _ = build(config, 100)
@@ -105,8 +106,10 @@ def forward_post_numbers(config, bsz: int, steps: int, mesh) -> dict:
     return postprocess_speed.postprocess(jax.device_get(predict(params, inputs)), rows,
                                          config.postprocess)
 
+  compile_s, forward_s = model_speed.timed(lambda: predict(params, inputs), steps)
   _, seconds = model_speed.timed(forward_post, steps)
-  return {"forward_post_s": seconds, "forward_post_queries_per_s": bsz / seconds}
+  return {"forward_s": forward_s, "compile_s": compile_s, "queries_per_s": bsz / forward_s,
+          "forward_post_s": seconds, "forward_post_queries_per_s": bsz / seconds}
 
 
 def scale_numbers(config_path: str, batches, steps: int, overrides=(),
@@ -125,8 +128,7 @@ def scale_numbers(config_path: str, batches, steps: int, overrides=(),
       with config.unlocked():
         t = scale.train_numbers(config, bsz, steps, mesh)
         flops = step_flops(config, bsz, mesh)
-        infer = scale.infer_numbers(config, bsz, steps, mesh)
-        infer.update(forward_post_numbers(config, bsz, steps, mesh))
+        infer = inference_numbers(config, bsz, steps, mesh)
       peak = peak_flops(kind, dtype)
       achieved = flops / t["step_s"] if flops else None
       res[f"{dtype}/{bsz}"] = {

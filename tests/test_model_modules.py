@@ -208,16 +208,16 @@ def test_alignment_last_layers_compute_the_rows_read_only_and_equal_full_passes(
                             alignment._with_token_mask(video_mask & relevant),
                             alignment._with_token_mask(video_mask & ~relevant), relevant, _keys())
 
-  for a, b in zip(merged(moment), separate(moment)):
+  for a, b in zip(nnx.jit(merged)(moment), nnx.jit(separate)(moment)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   # The same gradients: the rows not computed had none.
   loss = lambda f: lambda m: sum((o * jnp.arange(o.size).reshape(o.shape) / o.size).sum()
                                  for o in f(m))
-  ga, gb = nnx.grad(loss(merged))(moment), nnx.grad(loss(separate))(moment)
+  ga, gb = nnx.jit(nnx.grad(loss(merged)))(moment), nnx.jit(nnx.grad(loss(separate)))(moment)
   for a, b in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
   # The moment token with no relevant clip differs from the one with the others (not one pass).
-  tok_plus, tok_minus, _ = merged(moment)
+  tok_plus, tok_minus, _ = nnx.jit(merged)(moment)
   assert not np.allclose(tok_plus[2], tok_minus[2], atol=1e-3)
 
   text = jax.random.normal(jax.random.key(2), (3, 5, d))
