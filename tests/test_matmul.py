@@ -55,9 +55,9 @@ def test_conv1d_equals_xla_convolution_and_its_gradients(taps):
   _assert_close(dk, dk_ref, 1e-6)
 
 
-@pytest.mark.parametrize("length", [1, 4, 13, 16])
+@pytest.mark.parametrize("length", [1, 13])
 def test_winograd_conv_equals_the_direct_sum_and_its_gradients(length):
-  # Lengths below, at, between and at a multiple of the 4-row tile: the last tile's padding.
+  # A length below the 4-row tile and one past a multiple of it: the last tile's padding.
   x, k, ct = _rand((3, length, 24), 0), _rand((3, 24, 20), 1), _rand((3, length, 20), 2)
   y, (dx, dk) = _value_and_grads(winograd.conv1d, x, k, ct)
   y_ref, (dx_ref, dk_ref) = _value_and_grads(_xla_conv, x, k, ct)
