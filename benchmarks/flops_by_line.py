@@ -99,7 +99,8 @@ def count(fn, *args, package: str = _PACKAGE, skip: tuple[str, ...] = _SKIP,
 
 def run(config, batch_size: int, predict: bool, top: int, label: str = "") -> dict:
   batch = model_speed.sized_batch(config, batch_size)
-  _, state, _, _ = build(config, 100)
+  # Shapes only: the count traces, it never runs, so the state is not initialised.
+  state = jax.eval_shape(lambda: build(config, 100)[1])
   if predict:
     step = steps_lib.make_predict_step(config)
     inputs = {k: batch[k] for k in ("video", "video_mask", "text", "text_mask")}
