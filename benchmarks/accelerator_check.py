@@ -94,19 +94,13 @@ def inference_numbers(config, bsz: int, steps: int, mesh) -> dict:
   """Median seconds of the inference forward (scale.py's: outputs left on the device) and of the
   forward up to its outputs on the host plus the official post-processing of every row
   (benchmarks/speed.py's forward+post), each after one warm-up call, from one built state."""
-  batch = model_speed.sized_batch(config, bsz)
-  inputs = {k: batch[k] for k in ("video", "video_mask", "text", "text_mask")}
-  _, state, _, _ = build(config, 100)
-  step_mesh, state, _ = scale.placed(config, mesh, state, inputs)
-  predict = steps_lib.make_predict_step(config, step_mesh)
-  params = state["params"]
+  forward, batch = scale.predict_call(config, bsz, mesh)
   rows = postprocess_speed.batch_rows(batch)
 
   def forward_post():
-    return postprocess_speed.postprocess(jax.device_get(predict(params, inputs)), rows,
-                                         config.postprocess)
+    return postprocess_speed.postprocess(jax.device_get(forward()), rows, config.postprocess)
 
-  compile_s, forward_s = model_speed.timed(lambda: predict(params, inputs), steps)
+  compile_s, forward_s = model_speed.timed(forward, steps)
   _, seconds = model_speed.timed(forward_post, steps)
   return {"forward_s": forward_s, "compile_s": compile_s, "queries_per_s": bsz / forward_s,
           "forward_post_s": seconds, "forward_post_queries_per_s": bsz / seconds}

@@ -78,14 +78,21 @@ def train_numbers(config, bsz, steps, mesh):
           "matcher_share": _MATCH_SECONDS[0] / max(sum(times), 1e-9)}
 
 
-def infer_numbers(config, bsz, steps, mesh):
+def predict_call(config, bsz, mesh):
+  """(forward, batch): `forward()` runs the inference step of `config` (params placed by `placed`)
+  on the model inputs of `batch`, a random batch of `bsz` rows (for post-processing's rows too)."""
   batch = model_speed.sized_batch(config, bsz)
-  batch = {k: batch[k] for k in ("video", "video_mask", "text", "text_mask")}
-  graphdef, state, _, _ = build(config, 100)
-  step_mesh, state, _ = placed(config, mesh, state, batch)
+  inputs = {k: batch[k] for k in ("video", "video_mask", "text", "text_mask")}
+  _, state, _, _ = build(config, 100)
+  step_mesh, state, _ = placed(config, mesh, state, inputs)
   predict = steps_lib.make_predict_step(config, step_mesh)
   params = state["params"]
-  compile_s, t = model_speed.timed(lambda: predict(params, batch), steps)
+  return lambda: predict(params, inputs), batch
+
+
+def infer_numbers(config, bsz, steps, mesh):
+  forward, _ = predict_call(config, bsz, mesh)
+  compile_s, t = model_speed.timed(forward, steps)
   return {"queries_per_s": bsz / t, "forward_s": t, "compile_s": compile_s}
 
 

@@ -10,7 +10,7 @@ backward of these products is again 6 products per tile; `matmul.dense` keeps th
 
 Not bitwise the direct convolution: the transforms reorder and rescale the sums. In float32 on
 unit-scale inputs the error stays within a few 1e-6 of the output's scale, against ~5e-7 for the
-direct sum (tests/test_model_modules.py). Hence a switch (`model.conv_algorithm`), and "direct",
+direct sum (tests/test_matmul.py). Hence a switch (`model.conv_algorithm`), and "direct",
 the official arithmetic, stays the default.
 """
 
