@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -90,20 +91,29 @@ def step_flops(config, bsz: int, mesh) -> float | None:
   return None
 
 
-def inference_numbers(config, bsz: int, steps: int, mesh) -> dict:
-  """Median seconds of the inference forward (scale.py's: outputs left on the device) and of the
+def inference_numbers(config, bsz: int, steps: int, mesh, stream_batches: int = 4) -> dict:
+  """Median seconds of the inference forward (scale.py's: outputs left on the device), of the
   forward up to its outputs on the host plus the official post-processing of every row
-  (benchmarks/speed.py's forward+post), each after one warm-up call, from one built state."""
+  (benchmarks/speed.py's forward+post), each after one warm-up call, and per batch of
+  `stream_batches` consecutive ones run as launch.evaluate runs them (post-processing of one batch
+  behind the next one's forward: speed.py's stream), from one built state."""
   forward, batch = scale.predict_call(config, bsz, mesh)
   rows = postprocess_speed.batch_rows(batch)
 
   def forward_post():
     return postprocess_speed.postprocess(jax.device_get(forward()), rows, config.postprocess)
 
+  def stream():
+    return postprocess_speed.stream_seconds(forward, rows, config.postprocess, stream_batches,
+                                            config.train.eval_batches_ahead)
+
   compile_s, forward_s = model_speed.timed(forward, steps)
   _, seconds = model_speed.timed(forward_post, steps)
+  stream()
+  stream_s = statistics.median(stream() for _ in range(steps))
   return {"forward_s": forward_s, "compile_s": compile_s, "queries_per_s": bsz / forward_s,
-          "forward_post_s": seconds, "forward_post_queries_per_s": bsz / seconds}
+          "forward_post_s": seconds, "forward_post_queries_per_s": bsz / seconds,
+          "stream_s": stream_s, "stream_queries_per_s": bsz / stream_s}
 
 
 def scale_numbers(config_path: str, batches, steps: int, overrides=(),
@@ -132,11 +142,13 @@ def scale_numbers(config_path: str, batches, steps: int, overrides=(),
           "infer_forward_s": infer["forward_s"], "infer_compile_s": infer["compile_s"],
           "infer_queries_per_s": infer["queries_per_s"],
           "forward_post_s": infer["forward_post_s"],
-          "forward_post_queries_per_s": infer["forward_post_queries_per_s"]}
+          "forward_post_queries_per_s": infer["forward_post_queries_per_s"],
+          "stream_s": infer["stream_s"], "stream_queries_per_s": infer["stream_queries_per_s"]}
       save()
       print(f"{dtype:9s} batch {bsz:4d}: step {t['step_s'] * 1e3:8.1f} ms, compile "
             f"{t['compile_s']:6.1f} s, MFU {res[f'{dtype}/{bsz}']['mfu']}, forward "
-            f"{infer['forward_s'] * 1e3:.1f} ms, forward+post {infer['forward_post_s'] * 1e3:.1f} ms",
+            f"{infer['forward_s'] * 1e3:.1f} ms, forward+post {infer['forward_post_s'] * 1e3:.1f} ms, "
+            f"stream {infer['stream_s'] * 1e3:.1f} ms",
             file=sys.stderr,
             flush=True)
   return res

@@ -36,6 +36,7 @@ from absl import flags  # noqa: E402
 
 from launch import cli  # noqa: E402
 from sg_detr_jax.data.random_batch import CLIP_SECONDS, random_batch  # noqa: E402
+from sg_detr_jax.inference.overlap import overlapped  # noqa: E402
 from sg_detr_jax.inference.postprocess import batch_windows, saliency_scores  # noqa: E402
 from sg_detr_jax.models.outputs import Predictions  # noqa: E402
 
@@ -103,6 +104,18 @@ def postprocess(out: Predictions, rows: dict, pp):
   windows = batch_windows(out, idx, rows["span_seconds"], rows["clip_len"], rows["duration"], pp)
   sal = saliency_scores(out, idx, rows["num_real"], rows["num_valid"], pp)
   return windows, sal
+
+
+def stream_seconds(forward, rows: dict, pp, batches: int, ahead: int) -> float:
+  """Seconds per batch of `batches` consecutive forward + post-processing calls run as
+  launch.evaluate runs them (`inference/overlap.py`: the host post-processes batch n while the
+  device computes the next `ahead` ones); `forward()` launches one jitted forward of `rows`' batch
+  and returns without waiting."""
+  t = time.perf_counter()
+  for _ in overlapped(range(batches), lambda _: forward(),
+                      lambda _, out: postprocess(jax.device_get(out), rows, pp), ahead):
+    pass
+  return (time.perf_counter() - t) / batches
 
 
 def time_postprocess(out: Predictions, rows: dict, pp, repeats: int) -> dict:

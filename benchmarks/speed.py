@@ -13,7 +13,10 @@ every batch size, after the compile, `--steps` timed calls of
   forward+post: the same plus the official post-processing of every row into windows and saliency
                 scores (`postprocess_speed.postprocess`: `batch_windows` + `saliency_scores`, what
                 launch.evaluate and the Predictor run);
-  post:         that post-processing alone, on the outputs of one forward.
+  post:         that post-processing alone, on the outputs of one forward;
+  stream:       forward + post-processing of `--stream_batches` consecutive batches as
+                launch.evaluate runs them (`inference/overlap.py`: the host post-processes batch n
+                while the device computes batch n + 1, `train.eval_batches_ahead`), per batch.
 Prints the median, min and max of each (these shared VMs drift 10-20 % between runs: compare
 medians, and rerun), then one JSON object with the ratios against the official numbers measured
 side by side on the 2-core reference CPU at batch 32 (OFFICIAL below): the train-step speed-up
@@ -60,7 +63,7 @@ def spread(fn, n: int) -> dict:
           "compile_s": compile_s}
 
 
-def measure(config, bsz: int, steps: int) -> dict:
+def measure(config, bsz: int, steps: int, stream_batches: int) -> dict:
   batch = model_speed.sized_batch(config, bsz)
   _, state, _, _ = build(config, 100)
   params = state["params"]
@@ -77,9 +80,18 @@ def measure(config, bsz: int, steps: int) -> dict:
   def forward_post():
     return post(forward())
 
+  def stream():  # seconds per batch
+    return postprocess_speed.stream_seconds(lambda: predict(params, inputs), rows,
+                                            config.postprocess, stream_batches,
+                                            config.train.eval_batches_ahead)
+
   res = {"forward": spread(forward, steps)}  # its first call is the compile
   out = forward()
   res.update(forward_post=spread(forward_post, steps), post=spread(lambda: post(out), steps))
+  stream()
+  times = [stream() for _ in range(steps)]
+  res["stream"] = {"median_s": statistics.median(times), "min_s": min(times),
+                   "max_s": max(times), "compile_s": 0.0}
   train = steps_lib.make_train_step(config, 100)
   key = jax.random.key(0, impl=config.train.prng_impl)
   holder = {"state": state}
@@ -93,21 +105,25 @@ def measure(config, bsz: int, steps: int) -> dict:
 
 
 def ratios(bsz: int, r: dict) -> dict:
-  per_query = {k: r[k]["median_s"] / bsz for k in ("train", "forward", "forward_post")}
-  official = {k: OFFICIAL[f"{k}_s"] / OFFICIAL["batch"] for k in per_query}
+  per_query = {k: r[k]["median_s"] / bsz for k in ("train", "forward", "forward_post", "stream")}
+  official = {k: OFFICIAL[f"{k}_s"] / OFFICIAL["batch"] for k in per_query if k != "stream"}
+  official["stream"] = official["forward_post"]
   key = "vs_official" if bsz == OFFICIAL["batch"] else "vs_official_b32"
   return {key: {
       "train_speedup": round(official["train"] / per_query["train"], 2),
       "forward_speedup": round(official["forward"] / per_query["forward"], 2),
       "throughput_ratio_forward_post": round(official["forward_post"] / per_query["forward_post"],
-                                             2)},
-          "queries_per_s_forward_post": round(1 / per_query["forward_post"], 1)}
+                                             2),
+      "throughput_ratio_stream": round(official["stream"] / per_query["stream"], 2)},
+          "queries_per_s_forward_post": round(1 / per_query["forward_post"], 1),
+          "queries_per_s_stream": round(1 / per_query["stream"], 1)}
 
 
 def define_flags() -> None:
   cli.define_config("configs/qvhighlights.py")
   flags.DEFINE_list("batch", ["32", "128"], "batch sizes")
   flags.DEFINE_integer("steps", 7, "timed calls after the compile")
+  flags.DEFINE_integer("stream_batches", 4, "consecutive batches of one `stream` measurement")
 
 
 def main(argv) -> None:
@@ -117,7 +133,7 @@ def main(argv) -> None:
             "xla_flags": os.environ.get("XLA_FLAGS", ""), "official": OFFICIAL, "batches": {}}
   for bsz in [int(b) for b in flags.FLAGS.batch]:
     with config.unlocked():
-      r = measure(config, bsz, flags.FLAGS.steps)
+      r = measure(config, bsz, flags.FLAGS.steps, flags.FLAGS.stream_batches)
     for k, v in r.items():
       print(f"batch {bsz} {k:12s} median {v['median_s']:.3f} s [{v['min_s']:.3f}-"
             f"{v['max_s']:.3f}] (compile {v['compile_s']:.1f} s)", flush=True)

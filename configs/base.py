@@ -172,6 +172,9 @@ def get_config() -> ml_collections.ConfigDict:
   t.batch_size = 128  # global batch
   t.num_epochs = 150
   t.eval_batch_size = 128
+  # Inference batches launched ahead of the one being post-processed on the host (0: none): the
+  # device computes batch n + 1 while the host post-processes batch n (inference/overlap.py).
+  t.eval_batches_ahead = 1
   t.eval_every_epochs = 1  # validation (and best-checkpoint selection) cadence
   t.best_metric = "MR-full-mAP"  # key of the metrics' "brief" block used to pick the best checkpoint
   # Head whose metrics pick the best checkpoint: detr | fused. Official QVHighlights rule: the DETR

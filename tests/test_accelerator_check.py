@@ -19,6 +19,9 @@ def test_accelerator_check_quick_writes_one_json(tmp_path_factory):
     assert row["step_s"] > 0 and row["compile_s"] > 0 and row["infer_forward_s"] > 0
     # the host post-processing is on top of the forward
     assert row["forward_post_s"] > 0 and row["forward_post_queries_per_s"] > 0
+    # consecutive batches, each post-processed behind the next one's forward
+    assert row["stream_s"] > 0
+    assert abs(row["stream_queries_per_s"] * row["stream_s"] - 4) < 1e-9
     assert 0 < row["matcher_share"] < 1  # the host Hungarian matcher's share of a step
     assert row["step_flops"] > 0 and row["achieved_flops_per_s"] > 0
     assert row["mfu"] is None  # no peak for a CPU

@@ -118,3 +118,23 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(trained, tmp_path,
   ckpts = Checkpoints(copy)
   assert ckpts.steps() == before and ckpts.latest() == 24  # nothing written after the bad steps
   assert ckpts.best() in before  # the validation scores are still there
+
+
+def test_split_predictions_same_with_and_without_lookahead(evaluated):
+  """launch.evaluate post-processes each batch while the next one runs (train.eval_batches_ahead
+  1); strictly in turn (0), every record of the split is the same, in the same order."""
+  from sg_detr_jax.inference.predict import predict_split
+  from sg_detr_jax.training import steps as steps_lib
+  from sg_detr_jax.inference.predictor import restore_workdir
+  c, workdir, preds, _ = evaluated
+  assert c.train.eval_batches_ahead == 1
+  config, params = restore_workdir(workdir, "best")
+  assert len(preds) > 2 * config.train.eval_batch_size  # several batches in flight
+  with config.unlocked():
+    config.train.eval_batches_ahead = 0
+  records, _ = predict_split(steps_lib.make_predict_step(config), params, config, "val")
+  written = jsonl.read_jsonl(os.path.join(workdir, "eval", "val_preds.jsonl"))
+  assert [r["qid"] for r in records["fused"]] == [r["qid"] for r in written]
+  for r, w in zip(records["fused"], written):
+    np.testing.assert_array_equal(r["pred_relevant_windows"], w["pred_relevant_windows"])
+    np.testing.assert_array_equal(r["pred_saliency_scores"], w["pred_saliency_scores"])

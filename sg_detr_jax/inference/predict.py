@@ -1,5 +1,6 @@
-"""Predictions for a whole split: jitted forward on padded batches, host post-processing, records
-in the official submission format (one list per head: WBF-fused and DETR-only)."""
+"""Predictions for a whole split: jitted forward on padded batches, host post-processing (of each
+batch while the device computes the next ones, `train.eval_batches_ahead`), records in the official
+submission format (one list per head: WBF-fused and DETR-only)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 
 from sg_detr_jax.data.pipeline import device_arrays, eval_dataset, eval_view
 from sg_detr_jax.evaluation.submission import make_record
+from sg_detr_jax.inference.overlap import overlapped
 from sg_detr_jax.inference.postprocess import batch_windows, saliency_scores
 
 
@@ -42,10 +44,17 @@ def predict_split(predict_step, params, config, split: str, progress=None):
   """Runs the model on `split` of `config.data`; returns ({"fused", "detr"} records, metadata)."""
   ds, metadata = eval_dataset(config.data, split, config.train.eval_batch_size)
   with_saliency = eval_view(config.data).dataset in ("qvhighlights", "youtube_hl", "tvsum")
+  qid_type = metadata.get("qid_type", "int")
+
+  def finish(batch, out):
+    return records_for_batch(jax.device_get(out), batch, config.postprocess, qid_type,
+                             with_saliency)
+
   res = {"fused": [], "detr": []}
-  for batch in (progress(ds) if progress else ds):
-    out = jax.device_get(predict_step(params, device_arrays(batch)))
-    for head, recs in records_for_batch(out, batch, config.postprocess,
-                                        metadata.get("qid_type", "int"), with_saliency).items():
+  # .get: configs saved by workdirs older than the key
+  for records in overlapped(progress(ds) if progress else ds,
+                            lambda batch: predict_step(params, device_arrays(batch)), finish,
+                            config.train.get("eval_batches_ahead", 1)):
+    for head, recs in records.items():
       res[head].extend(recs)
   return res, metadata

@@ -27,6 +27,7 @@ import numpy as np
 from sg_detr_jax.data import targets
 from sg_detr_jax.data.datasets import get_spec
 from sg_detr_jax.data.pipeline import model_input_dims, static_video_len
+from sg_detr_jax.inference.overlap import overlapped
 from sg_detr_jax.inference.postprocess import batch_windows, saliency_scores
 
 
@@ -164,25 +165,32 @@ class Predictor:
     durations = list(durations) if durations is not None else [None] * len(pairs)
     examples = [self._example(v, t, dur, f"pair {i}")
                 for i, ((v, t), dur) in enumerate(zip(pairs, durations))]
-    results = []
-    start = 0
+    chunks, start = [], 0
     while start < len(examples):
       size = self._bucket(len(examples) - start)
-      chunk = examples[start:start + size]
+      chunks.append((examples[start:start + size], size))
+      start += size
+
+    def launch(chunk_size):
+      chunk, size = chunk_size
       rows = chunk + [chunk[-1]] * (size - len(chunk))  # pad to the bucket size
-      batch = {k: np.stack([e[k] for e in rows]) for k in ("video", "video_mask", "text",
-                                                           "text_mask")}
-      out = jax.device_get(self.predict_step(self.params, batch))
-      pp = self.config.postprocess
-      rows = np.arange(len(chunk))
+      return self.predict_step(self.params, {
+          k: np.stack([e[k] for e in rows]) for k in ("video", "video_mask", "text", "text_mask")})
+
+    def finish(chunk_size, out):
+      chunk, _ = chunk_size
+      out, pp, rows = jax.device_get(out), self.config.postprocess, np.arange(len(chunk))
       windows = batch_windows(out, rows, [e["span_seconds"] for e in chunk], self.clip_len,
                               [e["duration"] for e in chunk], pp)
       sal = saliency_scores(out, rows, [e["num_clips"] for e in chunk],
                             [e["num_valid"] for e in chunk], pp)
-      results.extend(Prediction(windows=w["fused"], windows_detr=w["detr"], saliency=s)
-                     for w, s in zip(windows, sal))
-      start += size
-    return results
+      return [Prediction(windows=w["fused"], windows_detr=w["detr"], saliency=s)
+              for w, s in zip(windows, sal)]
+
+    # The host post-processes a chunk while the device computes the next (inference/overlap.py).
+    return [p for chunk in overlapped(chunks, launch, finish,
+                                      self.config.train.get("eval_batches_ahead", 1))
+            for p in chunk]
 
   def predict(self, video_features: np.ndarray, text_features: np.ndarray,
               duration: float | None = None) -> Prediction:
