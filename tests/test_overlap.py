@@ -53,3 +53,14 @@ def test_empty_and_bad_lookahead():
   assert list(overlapped([], lambda i: i, lambda i, h: h, 1)) == []
   with pytest.raises(ValueError, match="ahead"):
     list(overlapped([1], lambda i: i, lambda i, h: h, -1))
+
+
+def test_training_refuses_a_negative_lookahead_before_it_starts(tmp_path):
+  """The evaluation's look-ahead is checked when training starts, not at its first evaluation."""
+  from conftest import tiny_config
+  from sg_detr_jax.training.loop import train_and_evaluate
+  c = tiny_config()
+  c.train.eval_batches_ahead = -1
+  with pytest.raises(ValueError, match="eval_batches_ahead must be >= 0"):
+    train_and_evaluate(c, str(tmp_path / "run"), progress=False)
+  assert not (tmp_path / "run").exists()  # nothing was started

@@ -67,8 +67,10 @@ def train_and_evaluate(config, workdir: str, progress: bool = True) -> dict | No
   run in `workdir` was already complete); `workdir/metrics.jsonl` holds every evaluation's brief
   metrics across resumes.
   """
-  os.makedirs(workdir, exist_ok=True)
   t = config.train
+  if t.get("eval_batches_ahead", 1) < 0:  # else found at the first evaluation, an epoch in
+    raise ValueError(f"config.train.eval_batches_ahead must be >= 0, not {t.eval_batches_ahead}")
+  os.makedirs(workdir, exist_ok=True)
   mesh = sharding.make_mesh(config.mesh)
   axis = config.mesh.data_axis
   sharding.check_batch_size(t.batch_size, mesh, axis)
