@@ -6,15 +6,15 @@ CPU cores. The dataset is generated and built by `launch.train` on first use.
 
   python -m launch.train --config configs/synthetic.py --workdir workdirs/synthetic
 
-Result (seed 0, 2 CPU cores, README): 9 min 33 s end to end from a fresh checkout (data generation
-and TFDS build, compiles, 8 evaluations). Best checkpoint (epoch 8, picked by the DETR head's MR
-mAP) on synthetic val, 250 queries:
-  DETR head: MR-full-mAP 21.02, MR-full-R1@0.5 51.60, MR-full-mAP@0.5 44.44,
-      HL-min-VeryGood-mAP 43.55, HL-min-Good-mAP 60.76, HL-min-VeryGood-Hit1 55.20
-  DETR + ATSS fused: MR-full-mAP 17.45, MR-full-R1@0.5 38.40, MR-full-mAP@0.5 37.50
+Result (seed 0, 2 CPU cores, README; commit 1beba23): 6 min 24 s end to end from a fresh
+checkout (data generation and TFDS build, compiles, 8 evaluations). Best checkpoint (epoch 8,
+picked by the DETR head's MR mAP) on synthetic val, 250 queries:
+  DETR head: MR-full-mAP 24.29, MR-full-R1@0.5 53.60, MR-full-mAP@0.5 49.79,
+      HL-min-VeryGood-mAP 44.15, HL-min-Good-mAP 60.73, HL-min-VeryGood-Hit1 57.20
+  DETR + ATSS fused: MR-full-mAP 25.22, MR-full-R1@0.5 52.80, MR-full-mAP@0.5 47.39
   untrained cosine baseline: MR-full-mAP 5.01, MR-full-R1@0.5 2.40, HL-min-VeryGood-mAP 35.27
-Seed 1 (`--config.seed=1`), DETR head: MR-full-mAP 20.49, MR-full-R1@0.5 48.0,
-HL-min-VeryGood-mAP 44.01. `python benchmarks/seeds.py --seeds=0,1,2,3,4` runs several seeds.
+Other seeds (earlier code, commit 3947462): README. `python benchmarks/seeds.py --seeds=0,1,2,3,4`
+runs several seeds.
 """
 
 from configs import base
