@@ -43,6 +43,7 @@ import postprocess_speed  # noqa: E402
 import scale  # noqa: E402
 from launch import cli  # noqa: E402
 from sg_detr_jax import sharding  # noqa: E402
+from sg_detr_jax.inference.overlap import batches_ahead  # noqa: E402
 from sg_detr_jax.losses import matching  # noqa: E402
 from sg_detr_jax.training import steps as steps_lib  # noqa: E402
 from sg_detr_jax.training.loop import build  # noqa: E402
@@ -103,14 +104,10 @@ def inference_numbers(config, bsz: int, steps: int, mesh, stream_batches: int = 
   def forward_post():
     return postprocess_speed.postprocess(jax.device_get(forward()), rows, config.postprocess)
 
-  def stream():
-    return postprocess_speed.stream_seconds(forward, rows, config.postprocess, stream_batches,
-                                            config.train.eval_batches_ahead)
-
   compile_s, forward_s = model_speed.timed(forward, steps)
   _, seconds = model_speed.timed(forward_post, steps)
-  stream()
-  stream_s = statistics.median(stream() for _ in range(steps))
+  stream_s = statistics.median(postprocess_speed.stream_times(
+      forward, rows, config.postprocess, stream_batches, batches_ahead(config), steps))
   return {"forward_s": forward_s, "compile_s": compile_s, "queries_per_s": bsz / forward_s,
           "forward_post_s": seconds, "forward_post_queries_per_s": bsz / seconds,
           "stream_s": stream_s, "stream_queries_per_s": bsz / stream_s}

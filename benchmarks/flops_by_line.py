@@ -35,24 +35,17 @@ from absl import flags  # noqa: E402
 from jax.extend import core as jex_core  # noqa: E402
 
 import model_speed  # noqa: E402
+import profile_step  # noqa: E402
 from launch import cli  # noqa: E402
 from sg_detr_jax.training import steps as steps_lib  # noqa: E402
 from sg_detr_jax.training.loop import build  # noqa: E402
 
-_PACKAGE = "sg_detr_jax/"
-_SKIP = ("sg_detr_jax/models/matmul.py",)
-
-
 def _where(eqn, outer: str, package: str, skip: tuple[str, ...]) -> str:
-  """'file:line < file:line' of the two innermost frames of `package` (minus `skip`) that traced
-  `eqn`; `outer` (the enclosing equation's) when it has none (a custom VJP's inner jaxpr)."""
+  """`profile_step.source_label` of the frames that traced `eqn`; `outer` (the enclosing
+  equation's) when none is ours (a custom VJP's inner jaxpr)."""
   tb = eqn.source_info.traceback
-  frames = [f for f in (tb.frames if tb is not None else [])
-            if package in f.file_name and not f.file_name.endswith(skip)]
-  if not frames:
-    return outer
-  name = lambda f: f"{f.file_name.split(package, 1)[1]}:{f.line_num}"  # noqa: E731
-  return " < ".join(name(f) for f in frames[:2])
+  frames = ((f.file_name, f.line_num) for f in (tb.frames if tb is not None else []))
+  return profile_step.source_label(frames, package, skip) or outer
 
 
 def _product_flops(eqn) -> int:
@@ -88,8 +81,8 @@ def _walk(jaxpr, counts: collections.Counter, times: int, outer: str, package, s
       _walk(sub, counts, inner, where, package, skip)
 
 
-def count(fn, *args, package: str = _PACKAGE, skip: tuple[str, ...] = _SKIP,
-          **kwargs) -> collections.Counter:
+def count(fn, *args, package: str = profile_step.PACKAGE,
+          skip: tuple[str, ...] = profile_step.SKIP, **kwargs) -> collections.Counter:
   """{'file:line < file:line': FLOPs} of the products `fn(*args, **kwargs)` traces."""
   counts = collections.Counter()
   _walk(jax.make_jaxpr(functools.partial(fn, **kwargs))(*args).jaxpr, counts, 1, "?", package,

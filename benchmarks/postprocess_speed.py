@@ -106,16 +106,20 @@ def postprocess(out: Predictions, rows: dict, pp):
   return windows, sal
 
 
-def stream_seconds(forward, rows: dict, pp, batches: int, ahead: int) -> float:
+def stream_times(forward, rows: dict, pp, batches: int, ahead: int, repeats: int) -> list[float]:
   """Seconds per batch of `batches` consecutive forward + post-processing calls run as
   launch.evaluate runs them (`inference/overlap.py`: the host post-processes batch n while the
-  device computes the next `ahead` ones); `forward()` launches one jitted forward of `rows`' batch
-  and returns without waiting."""
-  t = time.perf_counter()
-  for _ in overlapped(range(batches), lambda _: forward(),
-                      lambda _, out: postprocess(jax.device_get(out), rows, pp), ahead):
-    pass
-  return (time.perf_counter() - t) / batches
+  device computes the next `ahead` ones), for each of `repeats` runs after one warm-up run;
+  `forward()` launches one jitted forward of `rows`' batch and returns without waiting."""
+  def run():
+    t = time.perf_counter()
+    for _ in overlapped(range(batches), lambda _: forward(),
+                        lambda _, out: postprocess(jax.device_get(out), rows, pp), ahead):
+      pass
+    return (time.perf_counter() - t) / batches
+
+  run()
+  return [run() for _ in range(repeats)]
 
 
 def time_postprocess(out: Predictions, rows: dict, pp, repeats: int) -> dict:

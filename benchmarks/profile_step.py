@@ -40,9 +40,9 @@ from launch import cli  # noqa: E402
 from sg_detr_jax.training import steps as steps_lib  # noqa: E402
 from sg_detr_jax.training.loop import build  # noqa: E402
 
-_PACKAGE = "sg_detr_jax/"  # source paths are shown relative to it
+PACKAGE = "sg_detr_jax/"  # source paths are shown relative to it
 # Every dense product runs through models/matmul.py: attribute it to its caller, as a jnp.matmul.
-_SKIP = ("sg_detr_jax/models/matmul.py",)
+SKIP = ("sg_detr_jax/models/matmul.py",)
 _INSTR = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = \S+ ([\w\-]+)\(")
 
 
@@ -57,7 +57,21 @@ def _table(hlo: str, header: str, pattern: str) -> dict:
   return out
 
 
-def hlo_sources(hlo: str, package: str = _PACKAGE, skip: tuple[str, ...] = _SKIP) -> dict:
+def source_label(frames, package: str = PACKAGE, skip: tuple[str, ...] = SKIP) -> str | None:
+  """"layers.py:227 < detr_head.py:56" (a building block and who called it): the two innermost of
+  `frames` ((file name, line) pairs, innermost first, read lazily) in files whose path contains
+  `package`, shown relative to it, except files in `skip`; None when there is none. The rule both
+  profile_step (time) and flops_by_line (FLOPs) attribute by."""
+  ours = []
+  for name, line in frames:
+    if package in name and not name.endswith(skip):
+      ours.append(f"{name[name.find(package) + len(package):]}:{line}")
+      if len(ours) == 2:
+        break
+  return " < ".join(ours) if ours else None
+
+
+def hlo_sources(hlo: str, package: str = PACKAGE, skip: tuple[str, ...] = SKIP) -> dict:
   """{instruction name: (opcode, source (see `where`), is_backward)} from a compiled module's text;
   sources are the frames in files whose path contains `package`, shown relative to it, except
   files in `skip` (the product primitives: an op is attributed to who multiplies)."""
@@ -67,22 +81,25 @@ def hlo_sources(hlo: str, package: str = _PACKAGE, skip: tuple[str, ...] = _SKIP
   frames = {k: (int(v[0]), int(v[1])) for k, v in
             _table(hlo, "StackFrames", r"\{file_location_id=(\d+) parent_frame_id=(\d+)").items()}
 
-  def where(frame_id: int) -> str:
-    """The two innermost frames in our package ("layers.py:227 < detr_head.py:56": a building
-    block and who called it), else the innermost frame at all."""
-    first, ours, seen = None, [], set()
-    while frame_id > 0 and frame_id in frames and frame_id not in seen and len(ours) < 2:
+  def chain(frame_id: int):
+    """(file name, line) of a stack frame and its callers, innermost first."""
+    seen = set()
+    while frame_id > 0 and frame_id in frames and frame_id not in seen:
       seen.add(frame_id)
       loc, parent = frames[frame_id]
       file_id, line = locs.get(loc, (0, 0))
-      name = files.get(file_id, "?")
-      first = first or f"{os.path.basename(name)}:{line}"
-      if package in name and not name.endswith(skip):
-        ours.append(f"{name[name.find(package) + len(package):]}:{line}")
+      yield files.get(file_id, "?"), line
       # The HLO text prints parent_frame_id one above the parent's id, so a root frame prints 1
       # and the real parent is one less (0: none).
       frame_id = parent - 1
-    return " < ".join(ours) if ours else (first or "?")
+
+  def where(frame_id: int) -> str:
+    """`source_label` of the frame's stack, else its innermost frame at all."""
+    label = source_label(chain(frame_id), package, skip)
+    if label:
+      return label
+    first = next(chain(frame_id), None)
+    return f"{os.path.basename(first[0])}:{first[1]}" if first else "?"
 
   # Metadata of every instruction, and the root's metadata of every computation (a fusion
   # instruction often carries none itself; its fused computation's root does).

@@ -42,6 +42,7 @@ from absl import flags  # noqa: E402
 import model_speed  # noqa: E402
 import postprocess_speed  # noqa: E402
 from launch import cli  # noqa: E402
+from sg_detr_jax.inference.overlap import batches_ahead  # noqa: E402
 from sg_detr_jax.training import steps as steps_lib  # noqa: E402
 from sg_detr_jax.training.loop import build  # noqa: E402
 
@@ -80,16 +81,12 @@ def measure(config, bsz: int, steps: int, stream_batches: int) -> dict:
   def forward_post():
     return post(forward())
 
-  def stream():  # seconds per batch
-    return postprocess_speed.stream_seconds(lambda: predict(params, inputs), rows,
-                                            config.postprocess, stream_batches,
-                                            config.train.eval_batches_ahead)
-
   res = {"forward": spread(forward, steps)}  # its first call is the compile
   out = forward()
   res.update(forward_post=spread(forward_post, steps), post=spread(lambda: post(out), steps))
-  stream()
-  times = [stream() for _ in range(steps)]
+  times = postprocess_speed.stream_times(lambda: predict(params, inputs), rows,
+                                         config.postprocess, stream_batches,
+                                         batches_ahead(config), steps)
   res["stream"] = {"median_s": statistics.median(times), "min_s": min(times),
                    "max_s": max(times), "compile_s": 0.0}
   train = steps_lib.make_train_step(config, 100)

@@ -17,6 +17,15 @@ Handle = TypeVar("Handle")
 Result = TypeVar("Result")
 
 
+def batches_ahead(config) -> int:
+  """`config.train.eval_batches_ahead`, checked: the `ahead` of the evaluation's `overlapped` (1 for
+  the config.json of a workdir saved before the field existed)."""
+  ahead = config.train.get("eval_batches_ahead", 1)
+  if ahead < 0:
+    raise ValueError(f"config.train.eval_batches_ahead must be >= 0, not {ahead}")
+  return ahead
+
+
 def overlapped(items: Iterable[Item], launch: Callable[[Item], Handle],
                finish: Callable[[Item, Handle], Result], ahead: int = 1) -> Iterator[Result]:
   """Yields `finish(item, launch(item))` for every item, in order, with up to `ahead` later items

@@ -9,7 +9,7 @@ import numpy as np
 
 from sg_detr_jax.data.pipeline import device_arrays, eval_dataset, eval_view
 from sg_detr_jax.evaluation.submission import make_record
-from sg_detr_jax.inference.overlap import overlapped
+from sg_detr_jax.inference.overlap import batches_ahead, overlapped
 from sg_detr_jax.inference.postprocess import batch_windows, saliency_scores
 
 
@@ -51,10 +51,9 @@ def predict_split(predict_step, params, config, split: str, progress=None):
                              with_saliency)
 
   res = {"fused": [], "detr": []}
-  # .get: configs saved by workdirs older than the key
   for records in overlapped(progress(ds) if progress else ds,
                             lambda batch: predict_step(params, device_arrays(batch)), finish,
-                            config.train.get("eval_batches_ahead", 1)):
+                            batches_ahead(config)):
     for head, recs in records.items():
       res[head].extend(recs)
   return res, metadata

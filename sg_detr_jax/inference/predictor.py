@@ -27,7 +27,7 @@ import numpy as np
 from sg_detr_jax.data import targets
 from sg_detr_jax.data.datasets import get_spec
 from sg_detr_jax.data.pipeline import model_input_dims, static_video_len
-from sg_detr_jax.inference.overlap import overlapped
+from sg_detr_jax.inference.overlap import batches_ahead, overlapped
 from sg_detr_jax.inference.postprocess import batch_windows, saliency_scores
 
 
@@ -188,8 +188,7 @@ class Predictor:
               for w, s in zip(windows, sal)]
 
     # The host post-processes a chunk while the device computes the next (inference/overlap.py).
-    return [p for chunk in overlapped(chunks, launch, finish,
-                                      self.config.train.get("eval_batches_ahead", 1))
+    return [p for chunk in overlapped(chunks, launch, finish, batches_ahead(self.config))
             for p in chunk]
 
   def predict(self, video_features: np.ndarray, text_features: np.ndarray,

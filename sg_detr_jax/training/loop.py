@@ -21,6 +21,7 @@ from tqdm import tqdm
 from sg_detr_jax import jsonl, sharding
 from sg_detr_jax.data.pipeline import device_arrays, train_dataset
 from sg_detr_jax.inference.evaluate_split import evaluate_split, gt_file
+from sg_detr_jax.inference.overlap import batches_ahead
 from sg_detr_jax.models import sg_detr
 from sg_detr_jax.training import collab_size, provenance
 from sg_detr_jax.training import steps as steps_lib
@@ -68,8 +69,7 @@ def train_and_evaluate(config, workdir: str, progress: bool = True) -> dict | No
   metrics across resumes.
   """
   t = config.train
-  if t.get("eval_batches_ahead", 1) < 0:  # else found at the first evaluation, an epoch in
-    raise ValueError(f"config.train.eval_batches_ahead must be >= 0, not {t.eval_batches_ahead}")
+  batches_ahead(config)  # checked now, not at the first evaluation an epoch in
   os.makedirs(workdir, exist_ok=True)
   mesh = sharding.make_mesh(config.mesh)
   axis = config.mesh.data_axis
